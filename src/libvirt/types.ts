@@ -1,0 +1,111 @@
+// Public types of the libvirt client. This file is the contract between the
+// wire layer (src/libvirt) and its users (src/virt, tests, benches): it knows
+// nothing of JSON-RPC or of memory semantics.
+
+/** A domain as libvirt identifies it on the wire (remote_nonnull_domain). */
+export interface DomainRef {
+  name: string;
+  /** Canonical lower-case 8-4-4-4-12 form. */
+  uuid: string;
+  /** Runtime id, -1 when inactive. */
+  id: number;
+}
+
+/** virDomainState values. */
+export const DomainState = {
+  NOSTATE: 0,
+  RUNNING: 1,
+  BLOCKED: 2,
+  PAUSED: 3,
+  SHUTDOWN: 4,
+  SHUTOFF: 5,
+  CRASHED: 6,
+  PMSUSPENDED: 7,
+} as const;
+
+/** virDomainEventType values (lifecycle events). */
+export const LifecycleEvent = {
+  DEFINED: 0,
+  UNDEFINED: 1,
+  STARTED: 2,
+  SUSPENDED: 3,
+  RESUMED: 4,
+  STOPPED: 5,
+  SHUTDOWN: 6,
+  PMSUSPENDED: 7,
+  CRASHED: 8,
+} as const;
+
+/** virDomainModificationImpact / device flags. */
+export const DomainAffect = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
+
+/** virDomainXMLFlags. */
+export const DomainXmlFlags = { SECURE: 1, INACTIVE: 2, UPDATE_CPU: 4, MIGRATABLE: 8 } as const;
+
+/** virDomainMetadataType. */
+export const MetadataType = { DESCRIPTION: 0, TITLE: 1, ELEMENT: 2 } as const;
+
+/** virConnectListAllDomainsFlags (subset). */
+export const ListDomainsFlags = { ACTIVE: 1, INACTIVE: 2, PERSISTENT: 4, TRANSIENT: 8, RUNNING: 16 } as const;
+
+export interface DomainStateInfo {
+  state: number;
+  reason: number;
+}
+
+export interface LifecycleEventInfo {
+  domain: DomainRef;
+  event: number;
+  detail: number;
+}
+
+export interface DeviceEventInfo {
+  domain: DomainRef;
+  /** Device alias as libvirt reports it (e.g. "ua-…" or "dimm0"). */
+  alias: string;
+}
+
+export interface LibvirtClientEvents {
+  lifecycle: [LifecycleEventInfo];
+  deviceAdded: [DeviceEventInfo];
+  deviceRemoved: [DeviceEventInfo];
+  deviceRemovalFailed: [DeviceEventInfo];
+  /** The connection was lost; pending calls have been failed. */
+  disconnected: [Error];
+  /** A new connection is open and event callbacks are registered again. */
+  reconnected: [];
+}
+
+/**
+ * The typed calls the rest of vmhostd uses. LibvirtClient implements it; unit
+ * tests of src/virt may implement it in memory.
+ */
+export interface LibvirtApi {
+  readonly connected: boolean;
+  getLibVersion(): Promise<number>;
+  getVersion(): Promise<number>;
+  getHostname(): Promise<string>;
+  listAllDomains(flags?: number): Promise<DomainRef[]>;
+  lookupByUUID(uuid: string): Promise<DomainRef>;
+  getXMLDesc(dom: DomainRef, flags?: number): Promise<string>;
+  getState(dom: DomainRef): Promise<DomainStateInfo>;
+  attachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
+  detachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
+  setMetadata(
+    dom: DomainRef,
+    type: number,
+    metadata: string | null,
+    key: string | null,
+    uri: string | null,
+    flags: number,
+  ): Promise<void>;
+  /** Rejects with LibvirtError code 80 (VIR_ERR_NO_DOMAIN_METADATA) when absent. */
+  getMetadata(dom: DomainRef, type: number, uri: string | null, flags: number): Promise<string>;
+  defineXML(xml: string): Promise<DomainRef>;
+  createXML(xml: string, flags?: number): Promise<DomainRef>;
+  destroy(dom: DomainRef): Promise<void>;
+  undefine(dom: DomainRef): Promise<void>;
+  on<K extends keyof LibvirtClientEvents>(event: K, listener: (...args: LibvirtClientEvents[K]) => void): this;
+  off<K extends keyof LibvirtClientEvents>(event: K, listener: (...args: LibvirtClientEvents[K]) => void): this;
+  close(): Promise<void>;
+}
