@@ -1,0 +1,160 @@
+// vmhostd's entry: config -> libvirt connection -> VM manager -> JSON-RPC
+// server, and an orderly shutdown on SIGTERM/SIGINT. Wiring only: every piece
+// it starts lives in its own layer.
+import type { Logger } from 'pino';
+import { apiMethods } from './api/index.js';
+import { forwardNotifications } from './api/notifications.js';
+import { ConfigError, type DaemonConfig, helpText, loadConfig } from './config/config.js';
+import { LibvirtClient } from './libvirt/client.js';
+import { createLogger } from './log.js';
+import { RpcServer } from './rpc/server.js';
+import { API_VERSION, DAEMON_VERSION, formatLibvirtVersion } from './version.js';
+import { VmManager } from './virt/vm-manager.js';
+import { defaultSocketPath } from './libvirt/client.js';
+
+export interface Daemon {
+  url: string;
+  rpc: RpcServer;
+  vms: VmManager;
+  client: LibvirtClient;
+  stop(): Promise<void>;
+}
+
+const CONNECT_RETRY_MAX_MS = 10_000;
+const SHUTDOWN_DRAIN_MS = 15_000;
+
+/** libvirtd may start after us (boot order, restarts): keep trying, loudly. */
+async function connectLibvirt(config: DaemonConfig, log: Logger, signal: AbortSignal): Promise<LibvirtClient> {
+  const socketPath = config.libvirt.socket || defaultSocketPath();
+  let delay = 250;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const client = await LibvirtClient.connect({
+        socketPath,
+        uri: config.libvirt.uri,
+        callTimeoutMs: config.libvirt.callTimeoutS * 1000,
+        keepaliveIntervalMs: config.libvirt.keepaliveIntervalS * 1000,
+        keepaliveCount: config.libvirt.keepaliveCount,
+        reconnect: { initialDelayMs: 250, maxDelayMs: CONNECT_RETRY_MAX_MS },
+      });
+      log.info({ socketPath, uri: config.libvirt.uri, attempt }, 'connected to libvirt');
+      return client;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      log.warn({ socketPath, attempt, err: (err as Error).message, retryInMs: delay }, 'libvirt not reachable');
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, CONNECT_RETRY_MAX_MS);
+    }
+  }
+}
+
+export async function startDaemon(config: DaemonConfig, log: Logger, signal = new AbortController().signal): Promise<Daemon> {
+  const client = await connectLibvirt(config, log, signal);
+  const [libVer, hvVer, hostname] = await Promise.all([client.getLibVersion(), client.getVersion(), client.getHostname()]);
+  client.on('disconnected', (err) => log.error({ err: err.message }, 'libvirt connection lost; reconnecting'));
+  client.on('reconnected', () => log.info('libvirt connection restored'));
+
+  const vms = await VmManager.start(client, {
+    log,
+    unplugTimeoutMs: config.unplugTimeoutS * 1000,
+    dimmAlignmentMiB: config.dimmAlignmentMiB,
+  });
+  const methods = apiMethods(vms, {
+    version: DAEMON_VERSION,
+    apiVersion: API_VERSION,
+    libvirtVersion: formatLibvirtVersion(libVer),
+    hypervisorVersion: formatLibvirtVersion(hvVer),
+    hostname,
+    libvirtConnected: () => client.connected,
+  });
+  let rpc: RpcServer;
+  try {
+    rpc = await RpcServer.start({
+      host: config.listen.host,
+      port: config.listen.port,
+      methods,
+      logger: log,
+      tls: config.tls ?? undefined,
+      allowInsecure: config.allowInsecure,
+      limits: {
+        maxPayloadBytes: config.limits.maxPayloadBytes,
+        maxConnections: config.limits.maxConnections,
+        maxInFlightPerConnection: config.limits.maxInFlightPerConnection,
+        handshakeTimeoutMs: config.limits.handshakeTimeoutS * 1000,
+      },
+      staticDir: config.console.enabled ? config.console.dir : undefined,
+      apiVersion: API_VERSION,
+      serverName: `vmhostd/${DAEMON_VERSION}`,
+    });
+  } catch (err) {
+    await vms.close();
+    await client.close();
+    throw err;
+  }
+  const unforward = forwardNotifications(vms, rpc);
+  const url = rpc.url();
+  log.info({ url, version: DAEMON_VERSION, libvirt: formatLibvirtVersion(libVer), vms: vms.list().length }, 'ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('shutting down: no new requests, finishing in-flight operations');
+      await rpc.close({ drainMs: SHUTDOWN_DRAIN_MS });
+      unforward();
+      await vms.close();
+      await client.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  return { url, rpc, vms, client, stop };
+}
+
+/** The `vmhostd` command. Returns the process exit code for fatal start errors. */
+export async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(helpText());
+    return;
+  }
+  if (argv.includes('--version')) {
+    process.stdout.write(`vmhostd ${DAEMON_VERSION}\n`);
+    return;
+  }
+  let config: DaemonConfig;
+  try {
+    config = loadConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vmhostd: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.log.level, pretty: config.log.pretty });
+  const abort = new AbortController();
+  let daemon: Daemon | undefined;
+  const onSignal = (sig: string) => {
+    log.info({ signal: sig }, 'signal received');
+    abort.abort();
+    if (!daemon) process.exit(0);
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  try {
+    daemon = await startDaemon(config, log, abort.signal);
+  } catch (err) {
+    log.fatal({ err }, 'failed to start');
+    process.exitCode = 1;
+    // Flush pino before exiting with the error.
+    log.flush();
+    setTimeout(() => process.exit(1), 100).unref();
+  }
+}
