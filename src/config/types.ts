@@ -1,0 +1,59 @@
+// The daemon's resolved configuration, and the error every bad key or flag
+// becomes. Shared by the TOML reader, the flag parser and the daemon.
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface TlsConfig {
+  /** Paths to PEM files. */
+  cert: string;
+  key: string;
+  ca?: string;
+  requireClientCert: boolean;
+}
+
+export interface DaemonConfig {
+  listen: { host: string; port: number };
+  /** null = plain ws (only allowed on loopback unless allowInsecure). */
+  tls: TlsConfig | null;
+  allowInsecure: boolean;
+  libvirt: {
+    uri: string;
+    /** '' = auto: /run/libvirt/virtqemud-sock if present else /run/libvirt/libvirt-sock. */
+    socket: string;
+    callTimeoutS: number;
+    keepaliveIntervalS: number;
+    keepaliveCount: number;
+  };
+  unplugTimeoutS: number;
+  dimmAlignmentMiB: number;
+  log: { level: LogLevel; pretty: boolean };
+  limits: {
+    maxPayloadBytes: number;
+    maxConnections: number;
+    maxInFlightPerConnection: number;
+    handshakeTimeoutS: number;
+  };
+  console: { enabled: boolean; dir: string };
+}
+
+/** A bad config key or flag. `message` is one line naming the key; the daemon prints it and exits 2. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(
+    readonly key: string,
+    problem: string,
+  ) {
+    super(`config: ${key}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** --help or --version: not an error, the daemon prints `text` and exits 0. */
+export class ConfigInfoRequest extends Error {
+  readonly exitCode = 0;
+  constructor(readonly text: string) {
+    super(text);
+    this.name = 'ConfigInfoRequest';
+  }
+}
