@@ -17,10 +17,22 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          exclude: ['test/integration/**/*.disruptive.test.ts'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
           maxWorkers: 2,
           fileParallelism: true,
+        },
+      },
+      {
+        // Tests that restart libvirtd itself: they would break every other
+        // real-guest test running at the same time, so they run alone, after.
+        test: {
+          name: 'disruptive',
+          include: ['test/integration/**/*.disruptive.test.ts'],
+          testTimeout: 240_000,
+          hookTimeout: 240_000,
+          fileParallelism: false,
         },
       },
     ],

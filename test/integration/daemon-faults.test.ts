@@ -1,0 +1,116 @@
+// Faults a real host produces: the daemon killed mid-unplug, the VM destroyed
+// mid-unplug, the client gone mid-unplug. Real libvirtd, real guests.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
+import { hostReady, useGuests } from '../helpers/guest.js';
+import { expectRpcError, TestRpcClient as Client } from '../helpers/rpc-client.js';
+import { liveDimmAliases, until } from '../helpers/virsh.js';
+
+interface Dimm {
+  alias: string;
+  size: number;
+  node: number;
+  state: string;
+}
+interface Stats {
+  memSize: number;
+  memGuaranteedSize: number;
+  memoryDevices: Dimm[];
+}
+
+const guests = useGuests();
+let daemons: DaemonProcess[] = [];
+
+beforeAll(async () => {
+  await hostReady();
+});
+afterEach(async () => {
+  await Promise.all(daemons.map((d) => d.kill()));
+  daemons = [];
+});
+
+async function daemon(): Promise<DaemonProcess> {
+  const d = await startDaemon();
+  daemons.push(d);
+  return d;
+}
+
+const unplugParams = (vmId: string, d: Dimm, timeout = 30) => ({
+  vmID: vmId,
+  params: { vmId, memory: { size: d.size, node: d.node, alias: d.alias } },
+  timeout,
+});
+
+describe('daemon faults on a real host', () => {
+  it('SIGKILLed mid-unplug: after restart the DIMM is gone, memory and guaranteed are right, and the first client gets device_removed late', async () => {
+    const g = await guests.start({ kind: 'cooperative', namePrefix: 'f-kill' });
+    let d = await daemon();
+    let c = await Client.connect(d.url);
+    const plugged = await c.call<Stats>('VM.hotplugMemory', {
+      vmID: g.uuid,
+      params: { vmId: g.uuid, memory: { size: 256, node: 0 }, memGuaranteedSize: 700 },
+    });
+    const dimm = plugged.memoryDevices[0]!;
+    expect(plugged.memGuaranteedSize).toBe(700);
+    const memTotal = await g.waitForMemTotal((k) => k > 0);
+
+    void c.call('VM.hotunplugMemory', unplugParams(g.uuid, dimm)).catch(() => undefined);
+    await d.waitForLog((l) => l.msg === 'detach requested' && l.alias === dimm.alias, 20_000);
+    await d.kill();
+
+    // The guest releases the DIMM while no daemon runs.
+    await until('libvirt to drop the DIMM', async () => !(await liveDimmAliases(g.name)).includes(dimm.alias), 60_000);
+    await g.waitForMemTotal((k) => k <= memTotal - 255 * 1024, 60_000);
+
+    d = await daemon();
+    c = await Client.connect(d.url);
+    const n = await c.waitForNotification((x) => x.method === `|virt|device_removed|${g.uuid}`, 15_000);
+    expect(n.params).toMatchObject({ alias: dimm.alias, late: true, memSize: plugged.memSize - 256 });
+    const st = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    expect(st.memoryDevices).toHaveLength(0);
+    expect(st.memSize).toBe(plugged.memSize - 256);
+    expect(st.memGuaranteedSize).toBeLessThanOrEqual(st.memSize);
+    expect(st.memGuaranteedSize).toBe(Math.min(700, st.memSize));
+    await c.close();
+  });
+
+  it('answers vm-gone at once when the VM is destroyed during an unplug', async () => {
+    const g = await guests.start({ kind: 'silent', namePrefix: 'f-gone' });
+    const d = await daemon();
+    const c = await Client.connect(d.url);
+    const s = await c.call<Stats>('VM.hotplugMemory', {
+      vmID: g.uuid,
+      params: { vmId: g.uuid, memory: { size: 128, node: 0 } },
+    });
+    const pending = expectRpcError(c.call('VM.hotunplugMemory', unplugParams(g.uuid, s.memoryDevices[0]!, 60)));
+    await d.waitForLog((l) => l.msg === 'detach requested', 20_000);
+    const t0 = Date.now();
+    await g.destroy();
+    const e = await pending;
+    expect(e.code).toBe(85);
+    expect(e.reason).toBe('vm-gone');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await c.close();
+  });
+
+  it('completes, logs and notifies an unplug whose client disconnected mid-call', async () => {
+    const g = await guests.start({ kind: 'cooperative', namePrefix: 'f-disc' });
+    const d = await daemon();
+    const watcher = await Client.connect(d.url);
+    const c = await Client.connect(d.url);
+    const s = await c.call<Stats>('VM.hotplugMemory', {
+      vmID: g.uuid,
+      params: { vmId: g.uuid, memory: { size: 128, node: 0 } },
+    });
+    const dimm = s.memoryDevices[0]!;
+    void c.call('VM.hotunplugMemory', unplugParams(g.uuid, dimm)).catch(() => undefined);
+    await d.waitForLog((l) => l.msg === 'detach requested' && l.alias === dimm.alias, 20_000);
+    await c.close();
+    const n = await watcher.waitForNotification((x) => x.method === `|virt|device_removed|${g.uuid}`, 30_000);
+    expect(n.params).toMatchObject({ alias: dimm.alias });
+    await d.waitForLog((l) => l.msg === 'unplug finished' && l.alias === dimm.alias, 10_000);
+    const st = await watcher.call<Stats>('VM.getStats', { vmID: g.uuid });
+    expect(st.memoryDevices).toHaveLength(0);
+    await watcher.close();
+  });
+});
