@@ -1,0 +1,340 @@
+// Turns decoded JSON-RPC messages into handler calls and responses: envelope
+// checks, method routing (json-rpc-2.0's JSONRPCServer), params validation,
+// the per-connection in-flight cap, error mapping and the per-request log
+// line. Transport-agnostic: the WebSocket server and the REST adapter both
+// call into it, so every path gets the same validation and logging.
+import { randomUUID } from 'node:crypto';
+import type { ValidateFunction } from 'ajv';
+import {
+  type JSONRPCError,
+  type JSONRPCErrorResponse,
+  type JSONRPCID,
+  type JSONRPCRequest,
+  type JSONRPCResponse,
+  JSONRPCServer,
+} from 'json-rpc-2.0';
+import type { Logger } from 'pino';
+import { RpcError, RpcErrorCode } from './errors.js';
+import type { MethodContext, MethodSpec } from './method.js';
+import { compileParams, createAjv, describeAjvError, truncate } from './validation.js';
+
+/** Who is calling: one per WebSocket connection (or per REST request). */
+export interface Caller {
+  connectionId: string;
+  remote: string;
+  /** Logger bound to the connection (conn, remote). */
+  log: Logger;
+  inFlight: number;
+  maxInFlight: number;
+  /** True once the peer is gone; requests still complete and are logged. */
+  gone: boolean;
+}
+
+export type Outcome = { ok: true; result: unknown } | { ok: false; error: JSONRPCError };
+
+interface Entry {
+  spec: MethodSpec;
+  validate: ValidateFunction;
+}
+
+const EMPTY_PARAMS_SCHEMA = { type: 'object', properties: {}, additionalProperties: false };
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isId(v: unknown): v is JSONRPCID {
+  return typeof v === 'string' || v === null || (typeof v === 'number' && Number.isFinite(v));
+}
+
+/** Why `msg` is not a valid JSON-RPC 2.0 request, or null if it is. */
+function envelopeProblem(msg: unknown): string | null {
+  if (!isRecord(msg)) return 'a request must be a JSON object';
+  if (msg.jsonrpc !== '2.0') return 'jsonrpc must be "2.0"';
+  if (typeof msg.method !== 'string') return 'method must be a string';
+  if ('id' in msg && !isId(msg.id)) return 'id must be a string, a number or null';
+  if ('params' in msg && typeof msg.params !== 'object') return 'params must be an object';
+  if (msg.params === null) return 'params must be an object';
+  if ('result' in msg || 'error' in msg) return 'a request must not carry result or error';
+  return null;
+}
+
+function errorResponse(id: JSONRPCID, error: JSONRPCError): JSONRPCErrorResponse {
+  return { jsonrpc: '2.0', id, error };
+}
+
+export class Dispatcher {
+  private readonly server: JSONRPCServer<Caller>;
+  private readonly entries = new Map<string, Entry>();
+  private readonly log: Logger;
+  private inFlightTotal = 0;
+  private idleWaiters: (() => void)[] = [];
+  private closing = false;
+
+  constructor(specs: readonly MethodSpec[], logger: Logger) {
+    this.log = logger;
+    const ajv = createAjv();
+    this.server = new JSONRPCServer<Caller>({
+      errorListener: (message, data) => this.log.error({ err: data }, message),
+    });
+    // Only reached if our own wrapper throws (a bug): still answer, never leak.
+    this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) =>
+      errorResponse(id, this.unexpected(error, 'dispatch', id, this.log));
+    this.server.handleMethodNotFound = async (request: JSONRPCRequest, caller: unknown) => {
+      const name = truncate(request.method);
+      (caller as Caller).log.info({ method: name, id: request.id, outcome: 'method-not-found' }, 'rpc call');
+      if (request.id === undefined) return null;
+      return errorResponse(request.id, {
+        code: RpcErrorCode.METHOD_NOT_FOUND,
+        message: `method not found: ${name}`,
+        data: { method: name },
+      });
+    };
+    for (const spec of specs) {
+      if (this.entries.has(spec.name)) throw new Error(`method ${spec.name} registered twice`);
+      const schema = spec.params ?? EMPTY_PARAMS_SCHEMA;
+      const entry: Entry = { spec, validate: compileParams(ajv, spec.name, schema) };
+      this.entries.set(spec.name, entry);
+      this.server.addMethodAdvanced(spec.name, (request, caller) => this.viaJsonRpc(entry, request, caller));
+    }
+  }
+
+  hasMethod(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  /** Requests currently running, over all callers. */
+  get inFlight(): number {
+    return this.inFlightTotal;
+  }
+
+  /** Stop taking new requests: they get SERVER_BUSY; running ones finish. */
+  startClosing(): void {
+    this.closing = true;
+  }
+
+  /** Resolves when no request is running. */
+  whenIdle(): Promise<void> {
+    if (this.inFlightTotal === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** One WebSocket text message: parse, then single request or batch. */
+  handleText(
+    text: string,
+    caller: Caller,
+  ): PromiseLike<JSONRPCResponse | JSONRPCResponse[] | null> | JSONRPCResponse {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(text);
+    } catch (err) {
+      caller.log.info({ outcome: 'parse-error', bytes: text.length }, 'rpc parse error');
+      return errorResponse(null, {
+        code: RpcErrorCode.PARSE,
+        message: 'parse error: invalid JSON',
+        data: { detail: truncate((err as Error).message, 200) },
+      });
+    }
+    if (!Array.isArray(msg)) return this.handleOne(msg, caller);
+    if (msg.length === 0) {
+      return errorResponse(null, {
+        code: RpcErrorCode.INVALID_REQUEST,
+        message: 'invalid request: empty batch',
+      });
+    }
+    return this.handleBatch(msg, caller);
+  }
+
+  private async handleBatch(msgs: unknown[], caller: Caller): Promise<JSONRPCResponse[] | null> {
+    const replies = await Promise.all(msgs.map((m) => this.handleOne(m, caller)));
+    const out: JSONRPCResponse[] = [];
+    for (const r of replies) if (r !== null) out.push(r);
+    return out.length > 0 ? out : null;
+  }
+
+  handleOne(msg: unknown, caller: Caller): PromiseLike<JSONRPCResponse | null> | JSONRPCResponse {
+    const problem = envelopeProblem(msg);
+    if (problem !== null) {
+      const id = isRecord(msg) && isId(msg.id) ? msg.id : null;
+      caller.log.info({ id, outcome: 'invalid-request', problem }, 'rpc invalid request');
+      return errorResponse(id, {
+        code: RpcErrorCode.INVALID_REQUEST,
+        message: `invalid request: ${problem}`,
+      });
+    }
+    const req = msg as unknown as JSONRPCRequest;
+    const busy = this.closing
+      ? 'server is shutting down'
+      : caller.inFlight >= caller.maxInFlight
+        ? 'too many requests in flight'
+        : null;
+    if (busy !== null) {
+      caller.log.warn(
+        { method: truncate(req.method), id: req.id, outcome: 'busy', inFlight: caller.inFlight },
+        `rpc request refused: ${busy}`,
+      );
+      if (req.id === undefined) return Promise.resolve(null);
+      return errorResponse(req.id, { code: RpcErrorCode.SERVER_BUSY, message: busy });
+    }
+    caller.inFlight++;
+    this.inFlightTotal++;
+    return this.server.receive(req, caller).then(
+      (r) => {
+        this.release(caller);
+        return r;
+      },
+      (err: unknown) => {
+        this.release(caller);
+        return req.id === undefined
+          ? null
+          : errorResponse(req.id, this.unexpected(err, req.method, req.id, caller.log));
+      },
+    );
+  }
+
+  private release(caller: Caller): void {
+    caller.inFlight--;
+    if (--this.inFlightTotal === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private async viaJsonRpc(
+    entry: Entry,
+    request: JSONRPCRequest,
+    caller: Caller,
+  ): Promise<JSONRPCResponse | null> {
+    const id = request.id;
+    const outcome = await this.execute(entry, id ?? null, request.params, caller);
+    if (id === undefined) return null;
+    return outcome.ok
+      ? { jsonrpc: '2.0', id, result: outcome.result === undefined ? null : outcome.result }
+      : errorResponse(id, outcome.error);
+  }
+
+  /**
+   * Validate and run one method outside JSON-RPC framing (the REST adapter),
+   * through the same validation, error mapping and logging.
+   */
+  async call(method: string, params: unknown, caller: Caller): Promise<Outcome> {
+    const entry = this.entries.get(method);
+    if (entry === undefined) {
+      return {
+        ok: false,
+        error: { code: RpcErrorCode.METHOD_NOT_FOUND, message: `method not found: ${method}` },
+      };
+    }
+    caller.inFlight++;
+    this.inFlightTotal++;
+    try {
+      return await this.execute(entry, null, params, caller);
+    } finally {
+      this.release(caller);
+    }
+  }
+
+  private async execute(entry: Entry, id: JSONRPCID, rawParams: unknown, caller: Caller): Promise<Outcome> {
+    const t0 = performance.now();
+    const spec = entry.spec;
+    const params = rawParams === undefined ? {} : rawParams;
+    let outcome: Outcome;
+    if (Array.isArray(params)) {
+      outcome = {
+        ok: false,
+        error: {
+          code: RpcErrorCode.INVALID_PARAMS,
+          message: 'invalid params: named params only (params must be an object)',
+          data: { field: 'params', rule: 'type', message: 'must be object' },
+        },
+      };
+    } else if (!entry.validate(params)) {
+      const first = entry.validate.errors?.[0];
+      const problem = first
+        ? describeAjvError(first)
+        : { field: 'params', rule: 'schema', message: 'does not match the schema' };
+      outcome = {
+        ok: false,
+        error: {
+          code: RpcErrorCode.INVALID_PARAMS,
+          message: `invalid params: ${problem.field} ${problem.message}`,
+          data: { ...problem },
+        },
+      };
+    } else {
+      const log = caller.log.isLevelEnabled('debug')
+        ? caller.log.child({ method: spec.name, id })
+        : caller.log;
+      const ctx: MethodContext = {
+        requestId: id,
+        connectionId: caller.connectionId,
+        remote: caller.remote,
+        log,
+      };
+      try {
+        outcome = { ok: true, result: await spec.handler(params, ctx) };
+      } catch (err) {
+        outcome = { ok: false, error: this.toError(err, spec.name, id, caller.log) };
+      }
+    }
+    const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    if (outcome.ok) {
+      const level = spec.logLevel ?? 'info';
+      if (level === 'info' || caller.log.isLevelEnabled('debug')) {
+        caller.log[level](
+          { method: spec.name, id, durationMs, outcome: 'ok', ...(caller.gone ? { clientGone: true } : {}) },
+          'rpc call',
+        );
+      }
+    } else if (
+      outcome.error.code !== RpcErrorCode.UNEXPECTED ||
+      !('correlationId' in (outcome.error.data ?? {}))
+    ) {
+      caller.log.info(
+        {
+          method: spec.name,
+          id,
+          durationMs,
+          outcome: 'error',
+          code: outcome.error.code,
+          error: outcome.error.message,
+          reason: isRecord(outcome.error.data) ? outcome.error.data.reason : undefined,
+          ...(caller.gone ? { clientGone: true } : {}),
+        },
+        'rpc call',
+      );
+    } else {
+      caller.log.error(
+        {
+          method: spec.name,
+          id,
+          durationMs,
+          outcome: 'unexpected',
+          code: outcome.error.code,
+          correlationId: (outcome.error.data as Record<string, unknown>).correlationId,
+          ...(caller.gone ? { clientGone: true } : {}),
+        },
+        'rpc call',
+      );
+    }
+    return outcome;
+  }
+
+  private toError(err: unknown, method: string, id: JSONRPCID, log: Logger): JSONRPCError {
+    if (err instanceof RpcError) {
+      return err.data === undefined
+        ? { code: err.code, message: err.message }
+        : { code: err.code, message: err.message, data: err.data };
+    }
+    return this.unexpected(err, method, id, log);
+  }
+
+  /** Code 100 with a correlation id; the stack goes to the log only. */
+  private unexpected(err: unknown, method: string, id: JSONRPCID | undefined, log: Logger): JSONRPCError {
+    const correlationId = randomUUID();
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.error({ err: e, correlationId, method: truncate(method), id }, 'unexpected error in rpc method');
+    return { code: RpcErrorCode.UNEXPECTED, message: 'unexpected error', data: { correlationId } };
+  }
+}

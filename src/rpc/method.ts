@@ -1,0 +1,34 @@
+// What the transport needs to know about one JSON-RPC method: its name, the
+// schemas that validate params (and document the result), and the handler.
+// The same specs drive validation, dispatch and the OpenRPC document.
+import type { Logger } from 'pino';
+
+/** JSON Schema draft-07 (the subset ajv supports in strict mode). */
+export type JsonSchema = Record<string, unknown>;
+
+export interface MethodContext {
+  /** The JSON-RPC id; null for notifications and REST calls. */
+  requestId: string | number | null;
+  connectionId: string;
+  /** "address:port" of the peer. */
+  remote: string;
+  log: Logger;
+}
+
+export interface MethodSpec<P = unknown, R = unknown> {
+  /** e.g. 'VM.hotunplugMemory' */
+  name: string;
+  summary: string;
+  /** An object schema with properties/required/additionalProperties:false. */
+  params: JsonSchema;
+  result: JsonSchema;
+  /** Published in the OpenRPC document. */
+  errors?: { code: number; message: string }[];
+  /**
+   * Level of the per-request log line for successful calls (default 'info').
+   * Use 'debug' for cheap, frequent reads such as Host.ping. Failures are
+   * always logged at info or above.
+   */
+  logLevel?: 'debug' | 'info';
+  handler(params: P, ctx: MethodContext): Promise<R>;
+}

@@ -1,0 +1,525 @@
+// The daemon's listener: one HTTP(S) server carrying the JSON-RPC WebSocket
+// (/jsonrpc), the REST adapter (/api/...) and the web console (/). Enforces
+// the transport limits (message size, connections, in-flight requests,
+// handshake timeout, keepalive, slow readers) and broadcasts notifications.
+// Knows nothing of libvirt: methods come in as MethodSpecs.
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { JSONRPCResponse } from 'json-rpc-2.0';
+import type { Logger } from 'pino';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { type Caller, Dispatcher } from './dispatcher.js';
+import { RpcErrorCode } from './errors.js';
+import { checkPlainListen, type LoadedTls, loadTls, type TlsOptions } from './listen-policy.js';
+import type { MethodSpec } from './method.js';
+import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
+import { DEFAULT_MAX_BODY_BYTES, RestApi } from './rest.js';
+import { StaticFiles } from './static-files.js';
+
+export type { TlsOptions } from './listen-policy.js';
+
+export interface RpcLimits {
+  /** Largest WebSocket message; bigger ones close the connection with 1009. Default 1 MiB. */
+  maxPayloadBytes?: number;
+  /** Concurrent WebSocket clients; the next upgrade gets HTTP 503. Default 256. */
+  maxConnections?: number;
+  /** Requests running per connection; more get error -32000. Default 64. */
+  maxInFlightPerConnection?: number;
+  /** Time to complete the TLS handshake and send the HTTP request head. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Keepalive ping period; a client that missed the previous pong is dropped. Default 30 s. */
+  pingIntervalMs?: number;
+  /** REST request body cap. Default 64 KiB. */
+  maxBodyBytes?: number;
+  /** A client whose unsent output exceeds this is too slow and gets dropped. Default 8 MiB. */
+  maxBufferedBytes?: number;
+}
+
+export interface RpcServerOptions {
+  host: string;
+  /** 0 = ephemeral; address() gives the real one. */
+  port: number;
+  methods: MethodSpec[];
+  logger: Logger;
+  /** cert/key/ca are PEM text or paths to PEM files. Client certificates are verified against ca. */
+  tls?: TlsOptions;
+  /** Without TLS, a non-loopback host is refused unless this is true (then a warning is logged). */
+  allowInsecure?: boolean;
+  limits?: RpcLimits;
+  /** Web console directory: GET / serves its index.html, /static/* and /* its files. */
+  staticDir?: string;
+  apiVersion: string;
+  serverName: string;
+}
+
+export const RPC_PATH = '/jsonrpc';
+
+const DEFAULT_LIMITS: Required<RpcLimits> = {
+  maxPayloadBytes: 1024 * 1024,
+  maxConnections: 256,
+  maxInFlightPerConnection: 64,
+  handshakeTimeoutMs: 10_000,
+  pingIntervalMs: 30_000,
+  maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+  maxBufferedBytes: 8 * 1024 * 1024,
+};
+
+/** Sockets beyond the WebSocket cap still get a 503 answer, up to this many extra. */
+const EXTRA_SOCKETS = 64;
+
+interface Connection extends Caller {
+  ws: WebSocket;
+  alive: boolean;
+}
+
+function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as { then?: unknown }).then === 'function';
+}
+
+function rejectUpgrade(socket: Socket, status: number, text: string): void {
+  socket.on('error', () => {});
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${text}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+/** The path part of a request target, or null for absolute-form/odd targets. */
+function pathOf(url: string | undefined): string | null {
+  if (url === undefined || !url.startsWith('/')) return null;
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+export class RpcServer {
+  private readonly conns = new Set<Connection>();
+  private readonly dispatcher: Dispatcher;
+  private readonly wss: WebSocketServer;
+  private readonly rest: RestApi;
+  private readonly statics: StaticFiles | undefined;
+  private readonly limits: Required<RpcLimits>;
+  private readonly log: Logger;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private closing = false;
+  private closed: Promise<void> | undefined;
+  private openrpc: OpenRpcDocument | undefined;
+  private addr: { host: string; port: number } = { host: '', port: 0 };
+
+  private constructor(
+    private readonly opts: RpcServerOptions,
+    private readonly http: Server,
+    private readonly tls: LoadedTls | undefined,
+  ) {
+    this.log = opts.logger;
+    this.limits = { ...DEFAULT_LIMITS, ...definedOnly(opts.limits ?? {}) };
+    const discover: MethodSpec = {
+      name: 'rpc.discover',
+      summary: 'The OpenRPC document describing this API',
+      params: { type: 'object', properties: {}, additionalProperties: false },
+      result: { type: 'object', description: 'OpenRPC 1.2 document' },
+      logLevel: 'debug',
+      handler: async () => this.discoverDocument(),
+    };
+    this.dispatcher = new Dispatcher([...opts.methods, discover], this.log);
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.limits.maxPayloadBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.rest = new RestApi({
+      dispatcher: this.dispatcher,
+      log: this.log,
+      maxBodyBytes: this.limits.maxBodyBytes,
+      isClosing: () => this.closing,
+    });
+    this.statics = opts.staticDir === undefined ? undefined : new StaticFiles(opts.staticDir, this.log);
+  }
+
+  static async start(opts: RpcServerOptions): Promise<RpcServer> {
+    const limits = { ...DEFAULT_LIMITS, ...definedOnly(opts.limits ?? {}) };
+    let tls: LoadedTls | undefined;
+    let insecure = false;
+    if (opts.tls) tls = loadTls(opts.tls);
+    else insecure = checkPlainListen(opts.host, opts.allowInsecure === true);
+
+    const httpOpts = {
+      headersTimeout: limits.handshakeTimeoutMs,
+      requestTimeout: Math.max(30_000, limits.handshakeTimeoutMs),
+      // Node checks header/request timeouts on this period (default 30 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.handshakeTimeoutMs / 2))),
+    };
+    const http = tls
+      ? createHttpsServer({
+          ...httpOpts,
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.ca,
+          minVersion: 'TLSv1.2',
+          requestCert: tls.requireClientCert,
+          rejectUnauthorized: tls.requireClientCert,
+          handshakeTimeout: limits.handshakeTimeoutMs,
+        })
+      : createHttpServer(httpOpts);
+    http.maxConnections = limits.maxConnections + EXTRA_SOCKETS;
+    http.keepAliveTimeout = 5_000;
+
+    const server = new RpcServer(opts, http, tls);
+    server.attach();
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) =>
+        reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`));
+      http.once('error', onError);
+      http.listen(opts.port, opts.host, () => {
+        http.off('error', onError);
+        resolve();
+      });
+    });
+    const a = http.address() as AddressInfo;
+    server.addr = { host: opts.host, port: a.port };
+    if (insecure) {
+      opts.logger.warn(
+        { host: opts.host, port: a.port },
+        'listening WITHOUT TLS on a non-loopback address (allow_insecure): anyone on the network can drive this host',
+      );
+    }
+    server.startKeepalive();
+    opts.logger.info(
+      {
+        url: server.url(),
+        tls: tls !== undefined,
+        clientCertRequired: tls?.requireClientCert ?? false,
+        limits,
+      },
+      'rpc server listening',
+    );
+    return server;
+  }
+
+  address(): { host: string; port: number } {
+    return { ...this.addr };
+  }
+
+  url(): string {
+    const host = this.addr.host.includes(':') ? `[${this.addr.host}]` : this.addr.host;
+    return `${this.tls ? 'wss' : 'ws'}://${host}:${this.addr.port}${RPC_PATH}`;
+  }
+
+  connectionCount(): number {
+    return this.conns.size;
+  }
+
+  /** Send a JSON-RPC notification to every open client. */
+  notify(method: string, params: unknown): void {
+    if (this.conns.size === 0) return;
+    let text: string;
+    try {
+      text = JSON.stringify({ jsonrpc: '2.0', method, params });
+    } catch (err) {
+      this.log.error({ err, method }, 'notification not serialisable; dropped');
+      return;
+    }
+    let sent = 0;
+    for (const c of this.conns) {
+      if (c.ws.readyState === WebSocket.OPEN && this.send(c, text)) sent++;
+    }
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ method, clients: sent }, 'notification sent');
+  }
+
+  /** Stop accepting, let in-flight requests finish (at most drainMs), then close every socket. */
+  close(opts: { drainMs?: number } = {}): Promise<void> {
+    this.closed ??= this.doClose(opts.drainMs ?? 10_000);
+    return this.closed;
+  }
+
+  private async doClose(drainMs: number): Promise<void> {
+    this.closing = true;
+    this.dispatcher.startClosing();
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeIdleConnections();
+    const inFlight = this.dispatcher.inFlight;
+    if (inFlight > 0) {
+      this.log.info({ inFlight, drainMs }, 'waiting for in-flight requests');
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), drainMs);
+      });
+      const timedOut = await Promise.race([this.dispatcher.whenIdle().then(() => false), expired]);
+      clearTimeout(timer);
+      if (timedOut)
+        this.log.warn({ inFlight: this.dispatcher.inFlight }, 'drain deadline passed; closing anyway');
+    }
+    for (const c of this.conns) c.ws.close(1001, 'server shutting down');
+    if (this.conns.size > 0) {
+      // Give clients a moment to answer the close frame, then cut.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 1000);
+        }),
+        this.whenNoConnections(),
+      ]);
+      clearTimeout(timer);
+      for (const c of this.conns) c.ws.terminate();
+    }
+    this.wss.close();
+    this.http.closeAllConnections();
+    await httpClosed;
+    this.log.info('rpc server closed');
+  }
+
+  private noConnWaiters: (() => void)[] = [];
+
+  private whenNoConnections(): Promise<void> {
+    if (this.conns.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.noConnWaiters.push(resolve));
+  }
+
+  private discoverDocument(): OpenRpcDocument {
+    this.openrpc ??= buildOpenRpcDocument(this.opts.methods, {
+      title: this.opts.serverName,
+      version: this.opts.apiVersion,
+      serverUrl: this.url(),
+    });
+    return this.openrpc;
+  }
+
+  private attach(): void {
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.onUpgrade(req, socket, head),
+    );
+    this.http.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      this.log.info(
+        { code: err.code, remote: socket.remoteAddress },
+        timeout ? 'handshake timeout: request head not received in time' : 'bad HTTP request',
+      );
+      socket.on('error', () => {});
+      if (socket.writable && !socket.writableEnded) {
+        socket.end(
+          timeout
+            ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n'
+            : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+        );
+      } else {
+        socket.destroy();
+      }
+    });
+    if (this.tls) {
+      this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+        this.log.info(
+          { code: err.code, err: err.message, remote: socket.remoteAddress },
+          'TLS handshake failed',
+        );
+      });
+    }
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    res.on('error', () => {});
+    const path = pathOf(req.url);
+    if (path === null) {
+      res.writeHead(400, { 'Content-Type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
+    if (path === '/api' || path.startsWith('/api/')) {
+      this.rest.handle(req, res, path).catch((err: unknown) => {
+        this.log.error({ err }, 'rest handler crashed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
+    if (path === RPC_PATH) {
+      res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }).end('use a WebSocket\n');
+      return;
+    }
+    if (this.statics) {
+      this.statics.serve(req, res, path).catch((err: unknown) => {
+        this.log.error({ err }, 'static handler crashed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const path = pathOf(req.url);
+    if (this.closing) {
+      rejectUpgrade(socket, 503, 'Service Unavailable');
+      return;
+    }
+    if (path !== RPC_PATH) {
+      this.log.info(
+        { path: (req.url ?? '').slice(0, 200), remote: socket.remoteAddress },
+        'upgrade refused: unknown path',
+      );
+      rejectUpgrade(socket, 404, 'Not Found');
+      return;
+    }
+    if (this.conns.size >= this.limits.maxConnections) {
+      this.log.warn(
+        { remote: socket.remoteAddress, max: this.limits.maxConnections },
+        'upgrade refused: too many connections',
+      );
+      rejectUpgrade(socket, 503, 'Service Unavailable');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+  }
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const connectionId = `c${++this.seq}`;
+    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const log = this.log.child({ conn: connectionId });
+    const conn: Connection = {
+      connectionId,
+      remote,
+      log,
+      inFlight: 0,
+      maxInFlight: this.limits.maxInFlightPerConnection,
+      gone: false,
+      ws,
+      alive: true,
+    };
+    this.conns.add(conn);
+    let peer: string | undefined;
+    if (this.tls) {
+      const cert = (req.socket as TLSSocket).getPeerCertificate?.();
+      if (cert && typeof cert.subject === 'object') peer = String(cert.subject.CN);
+    }
+    log.info({ remote, peer, clients: this.conns.size }, 'client connected');
+    ws.on('message', (data: RawData) => this.onMessage(conn, data));
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        log.warn({ max: this.limits.maxPayloadBytes }, 'message too large: closing with 1009');
+      } else {
+        log.info({ code: err.code, err: err.message }, 'websocket error');
+      }
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      conn.gone = true;
+      this.conns.delete(conn);
+      log.info(
+        { code, reason: reason.toString().slice(0, 120), inFlight: conn.inFlight },
+        'client disconnected',
+      );
+      if (this.conns.size === 0 && this.noConnWaiters.length > 0) {
+        const waiters = this.noConnWaiters;
+        this.noConnWaiters = [];
+        for (const w of waiters) w();
+      }
+    });
+  }
+
+  private onMessage(conn: Connection, data: RawData): void {
+    const text = Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data).toString('utf8');
+    const r = this.dispatcher.handleText(text, conn);
+    if (isThenable(r)) {
+      r.then(
+        (res) => {
+          if (res !== null) this.reply(conn, res);
+        },
+        (err: unknown) => conn.log.error({ err }, 'dispatch failed'),
+      );
+    } else {
+      this.reply(conn, r);
+    }
+  }
+
+  private reply(conn: Connection, res: JSONRPCResponse | JSONRPCResponse[]): void {
+    if (conn.ws.readyState !== WebSocket.OPEN) {
+      conn.log.info(
+        { ids: Array.isArray(res) ? res.map((r) => r.id) : res.id },
+        'reply not delivered: client gone (request completed)',
+      );
+      return;
+    }
+    let text: string;
+    try {
+      text = JSON.stringify(res);
+    } catch (err) {
+      text = JSON.stringify(unserialisable(res, err, conn.log));
+    }
+    this.send(conn, text);
+  }
+
+  /** false if the client is too slow to keep up and was dropped. */
+  private send(conn: Connection, text: string): boolean {
+    if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) {
+      conn.log.warn(
+        { bufferedBytes: conn.ws.bufferedAmount, max: this.limits.maxBufferedBytes },
+        'client not reading: output buffer over the cap, dropping it',
+      );
+      conn.ws.terminate();
+      return false;
+    }
+    conn.ws.send(text);
+    return true;
+  }
+
+  private startKeepalive(): void {
+    this.pingTimer = setInterval(() => {
+      for (const c of this.conns) {
+        if (!c.alive) {
+          c.log.warn({ intervalMs: this.limits.pingIntervalMs }, 'no pong since last ping: dropping client');
+          c.ws.terminate();
+          continue;
+        }
+        c.alive = false;
+        c.ws.ping();
+      }
+    }, this.limits.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+}
+
+function definedOnly(l: RpcLimits): RpcLimits {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(l)) if (typeof v === 'number') out[k] = v;
+  return out as RpcLimits;
+}
+
+/** A result JSON cannot carry (BigInt, cycle): answer code 100 instead, log why. */
+function unserialisable(
+  res: JSONRPCResponse | JSONRPCResponse[],
+  err: unknown,
+  log: Logger,
+): JSONRPCResponse | JSONRPCResponse[] {
+  const one = (r: JSONRPCResponse): JSONRPCResponse => {
+    try {
+      JSON.stringify(r);
+      return r;
+    } catch {
+      const correlationId = crypto.randomUUID();
+      log.error({ err, correlationId, id: r.id }, 'result not serialisable as JSON');
+      return {
+        jsonrpc: '2.0',
+        id: r.id,
+        error: { code: RpcErrorCode.UNEXPECTED, message: 'unexpected error', data: { correlationId } },
+      };
+    }
+  };
+  return Array.isArray(res) ? res.map(one) : one(res);
+}
