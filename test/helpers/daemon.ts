@@ -69,12 +69,18 @@ export class DaemonProcess {
           resolve(found);
         } else if (!this.running) {
           done();
-          reject(new Error(`daemon exited (${this.proc.exitCode}); stderr: ${this.stderr.join('').slice(-2000)}`));
+          reject(
+            new Error(`daemon exited (${this.proc.exitCode}); stderr: ${this.stderr.join('').slice(-2000)}`),
+          );
         }
       };
       const t = setTimeout(() => {
         done();
-        reject(new Error(`no matching log line within ${timeoutMs} ms; last: ${JSON.stringify(this.logs.slice(-5))}`));
+        reject(
+          new Error(
+            `no matching log line within ${timeoutMs} ms; last: ${JSON.stringify(this.logs.slice(-5))}`,
+          ),
+        );
       }, timeoutMs);
       const done = () => {
         clearTimeout(t);
@@ -129,7 +135,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProce
 }
 
 /** Runs the daemon's CLI once (e.g. for flag errors) and returns its exit code and output. */
-export function runDaemonOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runDaemonOnce(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: root });
     let stdout = '';

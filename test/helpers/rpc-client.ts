@@ -115,7 +115,11 @@ export class TestRpcClient {
       };
       const t = setTimeout(() => {
         this.waiters.delete(check);
-        reject(new Error(`no matching notification within ${timeoutMs} ms; got: ${this.notifications.map((n) => n.method).join(', ')}`));
+        reject(
+          new Error(
+            `no matching notification within ${timeoutMs} ms; got: ${this.notifications.map((n) => n.method).join(', ')}`,
+          ),
+        );
       }, timeoutMs);
       this.waiters.add(check);
       check();
