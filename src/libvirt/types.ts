@@ -105,7 +105,13 @@ export interface LibvirtApi {
   createXML(xml: string, flags?: number): Promise<DomainRef>;
   destroy(dom: DomainRef): Promise<void>;
   undefine(dom: DomainRef): Promise<void>;
-  on<K extends keyof LibvirtClientEvents>(event: K, listener: (...args: LibvirtClientEvents[K]) => void): this;
-  off<K extends keyof LibvirtClientEvents>(event: K, listener: (...args: LibvirtClientEvents[K]) => void): this;
+  on<K extends keyof LibvirtClientEvents>(
+    event: K,
+    listener: (...args: LibvirtClientEvents[K]) => void,
+  ): this;
+  off<K extends keyof LibvirtClientEvents>(
+    event: K,
+    listener: (...args: LibvirtClientEvents[K]) => void,
+  ): this;
   close(): Promise<void>;
 }

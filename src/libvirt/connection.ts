@@ -1,0 +1,340 @@
+// The wire layer: one unix-socket connection to libvirtd. Routes replies to
+// calls by serial (any number in flight), hands MESSAGE packets (events) to a
+// listener, answers keepalive PINGs and detects a dead peer. Knows nothing of
+// individual procedures beyond "encode args / decode ret".
+
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
+import {
+  bodyReader,
+  DEFAULT_MAX_PACKET_BYTES,
+  encodePacket,
+  finishPacket,
+  MessageStatus,
+  MessageType,
+  type Packet,
+  PacketParser,
+  packetWriter,
+} from './packet.js';
+import {
+  KEEPALIVE_PROGRAM,
+  KEEPALIVE_PROTOCOL_VERSION,
+  KeepaliveProc,
+  ProcName,
+  REMOTE_PROGRAM,
+  REMOTE_PROTOCOL_VERSION,
+  readRemoteError,
+} from './protocol.js';
+import type { XdrReader, XdrWriter } from './xdr.js';
+
+export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+export interface ConnectionOptions {
+  socketPath: string;
+  /** Per-call timeout; libvirt blocks ~5 s inside a DIMM detach, so keep this well above. */
+  callTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  maxPacketBytes?: number;
+}
+
+export interface CallOptions {
+  timeoutMs?: number;
+}
+
+interface Pending {
+  proc: number;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  decode: ((r: XdrReader) => unknown) | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface ConnectionEvents {
+  /** A MESSAGE packet of the remote program (an event). */
+  message: [Packet];
+  /** The connection is gone (peer closed, protocol error, keepalive timeout, or close()). */
+  close: [Error];
+}
+
+export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
+  private readonly parser: PacketParser;
+  private readonly pending = new Map<number, Pending>();
+  private serial = 0;
+  private isClosed = false;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private receivedSinceTick = false;
+  private missedTicks = 0;
+  private readonly callTimeoutMs: number;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    readonly socketPath: string,
+    opts: ConnectionOptions,
+  ) {
+    super();
+    this.callTimeoutMs = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.parser = new PacketParser(opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES);
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) =>
+      this.fail(new LibvirtConnectionError(`libvirt socket error: ${err.message}`)),
+    );
+    socket.on('close', () =>
+      this.fail(new LibvirtConnectionError(`libvirtd closed the connection (${socketPath})`)),
+    );
+  }
+
+  static open(opts: ConnectionOptions): Promise<LibvirtConnection> {
+    const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection({ path: opts.socketPath });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(
+          new LibvirtConnectionError(`connecting to ${opts.socketPath} timed out after ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(new LibvirtConnectionError(`cannot connect to ${opts.socketPath}: ${err.message}`));
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        resolve(new LibvirtConnection(socket, opts.socketPath, opts));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get pendingCalls(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Calls a remote-program procedure. `write` encodes the args struct,
+   * `read` decodes the ret struct (omit both for void).
+   */
+  call<T = void>(
+    proc: number,
+    write?: (w: XdrWriter) => void,
+    read?: (r: XdrReader) => T,
+    opts: CallOptions = {},
+  ): Promise<T> {
+    if (this.isClosed) {
+      return Promise.reject(new LibvirtConnectionError(`not connected to libvirtd (${procLabel(proc)})`));
+    }
+    this.serial = (this.serial + 1) >>> 0 || 1;
+    const serial = this.serial;
+    const w = packetWriter();
+    try {
+      write?.(w);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const packet = finishPacket(w, {
+      prog: REMOTE_PROGRAM,
+      vers: REMOTE_PROTOCOL_VERSION,
+      proc,
+      type: MessageType.CALL,
+      serial,
+      status: MessageStatus.OK,
+    });
+    return new Promise<T>((resolve, reject) => {
+      const timeoutMs = opts.timeoutMs ?? this.callTimeoutMs;
+      const p: Pending = {
+        proc,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        decode: read,
+        timer: undefined,
+      };
+      if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+        p.timer = setTimeout(() => {
+          if (this.pending.get(serial) !== p) return;
+          this.pending.delete(serial);
+          reject(new LibvirtTimeoutError(`${procLabel(proc)} got no reply within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      this.pending.set(serial, p);
+      this.socket.write(packet);
+    });
+  }
+
+  /**
+   * Keepalive as libvirt does it: every interval without any traffic from the
+   * peer we send a PING; after `count` such silent intervals the peer is dead.
+   */
+  startKeepalive(intervalMs: number, count: number): void {
+    this.stopKeepalive();
+    if (intervalMs <= 0 || this.isClosed) return;
+    this.receivedSinceTick = false;
+    this.missedTicks = 0;
+    this.keepaliveTimer = setInterval(() => {
+      if (this.receivedSinceTick) {
+        this.receivedSinceTick = false;
+        this.missedTicks = 0;
+        return;
+      }
+      this.missedTicks++;
+      if (this.missedTicks > count) {
+        this.fail(
+          new LibvirtConnectionError(
+            `libvirtd did not answer keepalive for ${intervalMs * count} ms; connection declared dead`,
+          ),
+        );
+        return;
+      }
+      this.sendKeepalive(KeepaliveProc.PING);
+    }, intervalMs);
+    this.keepaliveTimer.unref();
+  }
+
+  stopKeepalive(): void {
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = undefined;
+  }
+
+  /** Closes the connection; pending calls fail with LibvirtConnectionError. */
+  close(reason = 'connection closed by client'): void {
+    this.fail(new LibvirtConnectionError(reason));
+  }
+
+  /** Tears the connection down because of `err` (also used by the typed layer on a bad event). */
+  fail(err: Error): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.stopKeepalive();
+    this.socket.destroy();
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) {
+      if (p.timer) clearTimeout(p.timer);
+      const e =
+        err instanceof LibvirtConnectionError
+          ? new LibvirtConnectionError(`${procLabel(p.proc)} failed: ${err.message}`)
+          : new LibvirtConnectionError(`${procLabel(p.proc)} failed: connection dropped: ${err.message}`, {
+              cause: err,
+            });
+      p.reject(e);
+    }
+    this.emit('close', err);
+  }
+
+  private sendKeepalive(proc: number): void {
+    if (this.isClosed) return;
+    this.socket.write(
+      encodePacket({
+        prog: KEEPALIVE_PROGRAM,
+        vers: KEEPALIVE_PROTOCOL_VERSION,
+        proc,
+        type: MessageType.MESSAGE,
+        serial: 0,
+        status: MessageStatus.OK,
+      }),
+    );
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.isClosed) return;
+    this.receivedSinceTick = true;
+    let packets: Packet[];
+    try {
+      packets = this.parser.push(chunk);
+    } catch (e) {
+      this.fail(asProtocolError(e));
+      return;
+    }
+    for (const p of packets) {
+      if (this.isClosed) return;
+      try {
+        this.dispatch(p);
+      } catch (e) {
+        this.fail(asProtocolError(e));
+        return;
+      }
+    }
+  }
+
+  private dispatch(p: Packet): void {
+    const h = p.header;
+    if (h.prog === KEEPALIVE_PROGRAM) {
+      if (h.proc === KeepaliveProc.PING) this.sendKeepalive(KeepaliveProc.PONG);
+      return;
+    }
+    if (h.prog !== REMOTE_PROGRAM) {
+      throw new LibvirtProtocolError(`unexpected program 0x${h.prog.toString(16)} in packet from libvirtd`);
+    }
+    if (h.vers !== REMOTE_PROTOCOL_VERSION) {
+      throw new LibvirtProtocolError(`unexpected protocol version ${h.vers}`);
+    }
+    switch (h.type) {
+      case MessageType.REPLY:
+        this.onReply(p);
+        return;
+      case MessageType.MESSAGE:
+        this.emit('message', p);
+        return;
+      case MessageType.STREAM:
+        return; // we open no streams; nothing to route
+      default:
+        throw new LibvirtProtocolError(`unexpected message type ${h.type} from libvirtd`);
+    }
+  }
+
+  private onReply(p: Packet): void {
+    const h = p.header;
+    const call = this.pending.get(h.serial);
+    if (!call) return; // timed out earlier; the late reply is dropped
+    if (call.proc !== h.proc) {
+      throw new LibvirtProtocolError(
+        `reply for serial ${h.serial} names procedure ${h.proc}, expected ${call.proc}`,
+      );
+    }
+    this.pending.delete(h.serial);
+    if (call.timer) clearTimeout(call.timer);
+    const r = bodyReader(p);
+    if (h.status === MessageStatus.OK) {
+      let value: unknown;
+      try {
+        value = call.decode ? call.decode(r) : undefined;
+        r.expectEnd(`${procLabel(call.proc)} reply`);
+      } catch (e) {
+        const err = asProtocolError(e);
+        call.reject(err);
+        throw err;
+      }
+      call.resolve(value);
+    } else if (h.status === MessageStatus.ERROR) {
+      let e: ReturnType<typeof readRemoteError>;
+      try {
+        e = readRemoteError(r);
+      } catch (err) {
+        const perr = asProtocolError(err);
+        call.reject(perr);
+        throw perr;
+      }
+      call.reject(new LibvirtError(e.message ?? `libvirt error code ${e.code}`, e.code, e.domain, e.level));
+    } else {
+      const err = new LibvirtProtocolError(`reply with unexpected status ${h.status}`);
+      call.reject(err);
+      throw err;
+    }
+  }
+}
+
+function procLabel(proc: number): string {
+  return ProcName[proc] ?? `procedure ${proc}`;
+}
+
+function asProtocolError(e: unknown): Error {
+  if (e instanceof LibvirtProtocolError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new LibvirtProtocolError(`malformed data from libvirtd: ${msg}`);
+}

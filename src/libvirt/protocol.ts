@@ -1,0 +1,217 @@
+// Program/procedure numbers and struct codecs for the part of libvirt's RPC
+// protocol we speak. Numbers and layouts checked against libvirt's
+// src/remote/remote_protocol.x, src/rpc/virnetprotocol.x and
+// src/rpc/virkeepaliveprotocol.x.
+
+import { LibvirtProtocolError } from './errors.js';
+import type { DomainRef } from './types.js';
+import type { XdrReader, XdrWriter } from './xdr.js';
+
+export const REMOTE_PROGRAM = 0x20008086;
+export const REMOTE_PROTOCOL_VERSION = 1;
+
+export const KEEPALIVE_PROGRAM = 0x6b656570;
+export const KEEPALIVE_PROTOCOL_VERSION = 1;
+export const KeepaliveProc = { PING: 1, PONG: 2 } as const;
+
+/** remote_procedure values we use. */
+export const Proc = {
+  CONNECT_OPEN: 1,
+  CONNECT_CLOSE: 2,
+  CONNECT_GET_VERSION: 4,
+  DOMAIN_CREATE_XML: 10,
+  DOMAIN_DEFINE_XML: 11,
+  DOMAIN_DESTROY: 12,
+  DOMAIN_GET_XML_DESC: 14,
+  DOMAIN_LOOKUP_BY_UUID: 24,
+  DOMAIN_UNDEFINE: 35,
+  CONNECT_GET_HOSTNAME: 59,
+  CONNECT_SUPPORTS_FEATURE: 60,
+  AUTH_LIST: 66,
+  AUTH_POLKIT: 70,
+  CONNECT_GET_LIB_VERSION: 157,
+  DOMAIN_ATTACH_DEVICE_FLAGS: 160,
+  DOMAIN_DETACH_DEVICE_FLAGS: 161,
+  DOMAIN_GET_STATE: 212,
+  DOMAIN_SET_METADATA: 264,
+  DOMAIN_GET_METADATA: 265,
+  CONNECT_LIST_ALL_DOMAINS: 273,
+  CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: 316,
+  CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: 317,
+  DOMAIN_EVENT_CALLBACK_LIFECYCLE: 318,
+  DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED: 333,
+  DOMAIN_EVENT_CALLBACK_DEVICE_ADDED: 354,
+  DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED: 367,
+} as const;
+
+/** Procedure number -> name (for logs, errors and the fake's call counters). */
+export const ProcName: Record<number, string> = Object.fromEntries(
+  Object.entries(Proc).map(([name, num]) => [num, name]),
+);
+
+/** virDomainEventID values for the callback register. */
+export const DomainEventId = {
+  LIFECYCLE: 0,
+  DEVICE_REMOVED: 15,
+  DEVICE_ADDED: 19,
+  DEVICE_REMOVAL_FAILED: 22,
+} as const;
+
+/** remote_auth_type. */
+export const AuthType = { NONE: 0, SASL: 1, POLKIT: 2 } as const;
+
+/** virDrvFeature: the peer supports the keepalive program. */
+export const FEATURE_PROGRAM_KEEPALIVE = 10;
+
+export const UUID_BYTES = 16;
+
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
+export function uuidToBytes(uuid: string): Buffer {
+  if (!UUID_RE.test(uuid)) throw new TypeError(`not a UUID: ${JSON.stringify(uuid)}`);
+  return Buffer.from(uuid.replace(/-/g, ''), 'hex');
+}
+
+export function uuidFromBytes(b: Buffer): string {
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+// remote_nonnull_domain { remote_nonnull_string name; remote_uuid uuid; int id; }
+export function writeDomain(w: XdrWriter, d: DomainRef): void {
+  w.writeString(d.name);
+  w.writeOpaqueFixed(uuidToBytes(d.uuid), UUID_BYTES);
+  w.writeInt(d.id);
+}
+
+export function readDomain(r: XdrReader): DomainRef {
+  const name = r.readString();
+  const uuid = uuidFromBytes(r.readOpaqueFixed(UUID_BYTES));
+  const id = r.readInt();
+  return { name, uuid, id };
+}
+
+/** Smallest encoding of a remote_nonnull_domain (empty name): for array count sanity checks. */
+export const DOMAIN_MIN_BYTES = 4 + UUID_BYTES + 4;
+
+export interface RemoteError {
+  code: number;
+  domain: number;
+  message: string | null;
+  level: number;
+  dom: DomainRef | null;
+  str1: string | null;
+  str2: string | null;
+  str3: string | null;
+  int1: number;
+  int2: number;
+}
+
+// remote_error; the trailing remote_network is decoded and dropped.
+export function readRemoteError(r: XdrReader): RemoteError {
+  const code = r.readInt();
+  const domain = r.readInt();
+  const message = r.readOptionalString();
+  const level = r.readInt();
+  const dom = r.readOptional(readDomain);
+  const str1 = r.readOptionalString();
+  const str2 = r.readOptionalString();
+  const str3 = r.readOptionalString();
+  const int1 = r.readInt();
+  const int2 = r.readInt();
+  r.readOptional((rr) => {
+    rr.readString();
+    rr.readOpaqueFixed(UUID_BYTES);
+    return null;
+  });
+  return { code, domain, message, level, dom, str1, str2, str3, int1, int2 };
+}
+
+export function writeRemoteError(
+  w: XdrWriter,
+  e: { code: number; domain: number; message: string | null; level?: number },
+): void {
+  w.writeInt(e.code);
+  w.writeInt(e.domain);
+  w.writeOptionalString(e.message);
+  w.writeInt(e.level ?? 2);
+  w.writeUint(0); // dom
+  w.writeOptionalString(e.message); // str1: libvirt repeats the message here
+  w.writeUint(0); // str2
+  w.writeUint(0); // str3
+  w.writeInt(0);
+  w.writeInt(0);
+  w.writeUint(0); // net
+}
+
+/** A decoded domain event (MESSAGE from the remote program). */
+export type DomainEventMessage =
+  | { kind: 'lifecycle'; callbackId: number; domain: DomainRef; event: number; detail: number }
+  | {
+      kind: 'deviceRemoved' | 'deviceAdded' | 'deviceRemovalFailed';
+      callbackId: number;
+      domain: DomainRef;
+      alias: string;
+    };
+
+/**
+ * Decodes an event body, or returns null for a procedure we do not handle.
+ * All four layouts start with callbackID then the domain (the device-removed
+ * one nests {dom, devAlias} in a struct, which encodes identically).
+ */
+export function readDomainEvent(proc: number, r: XdrReader): DomainEventMessage | null {
+  switch (proc) {
+    case Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE: {
+      const callbackId = r.readInt();
+      const domain = readDomain(r);
+      const event = r.readInt();
+      const detail = r.readInt();
+      return { kind: 'lifecycle', callbackId, domain, event, detail };
+    }
+    case Proc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED:
+    case Proc.DOMAIN_EVENT_CALLBACK_DEVICE_ADDED:
+    case Proc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED: {
+      const callbackId = r.readInt();
+      const domain = readDomain(r);
+      const alias = r.readString();
+      const kind =
+        proc === Proc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED
+          ? 'deviceRemoved'
+          : proc === Proc.DOMAIN_EVENT_CALLBACK_DEVICE_ADDED
+            ? 'deviceAdded'
+            : 'deviceRemovalFailed';
+      return { kind, callbackId, domain, alias };
+    }
+    default:
+      return null;
+  }
+}
+
+export function writeDomainEvent(w: XdrWriter, ev: DomainEventMessage): number {
+  w.writeInt(ev.callbackId);
+  writeDomain(w, ev.domain);
+  if (ev.kind === 'lifecycle') {
+    w.writeInt(ev.event);
+    w.writeInt(ev.detail);
+    return Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE;
+  }
+  w.writeString(ev.alias);
+  switch (ev.kind) {
+    case 'deviceRemoved':
+      return Proc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED;
+    case 'deviceAdded':
+      return Proc.DOMAIN_EVENT_CALLBACK_DEVICE_ADDED;
+    case 'deviceRemovalFailed':
+      return Proc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED;
+    default:
+      throw new LibvirtProtocolError('unknown event kind');
+  }
+}
+
+/** Event kind -> the eventID to register for it. */
+export const EventIdForKind = {
+  lifecycle: DomainEventId.LIFECYCLE,
+  deviceRemoved: DomainEventId.DEVICE_REMOVED,
+  deviceAdded: DomainEventId.DEVICE_ADDED,
+  deviceRemovalFailed: DomainEventId.DEVICE_REMOVAL_FAILED,
+} as const;

@@ -1,0 +1,1028 @@
+// A fake libvirtd on a unix socket, speaking libvirt's real RPC protocol, for
+// what real hardware cannot be made to do on demand: delays, rejecting or
+// silent guests, dropped connections, stalls, malformed or oversized packets,
+// thousands of domains. Domains are small records; XML is generated on
+// demand in the shape libvirt 9 produces (checked against `virsh dumpxml`).
+
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { XMLParser } from 'fast-xml-parser';
+import {
+  bodyReader,
+  encodePacket,
+  MessageStatus,
+  MessageType,
+  type Packet,
+  PacketParser,
+} from '../../src/libvirt/packet.js';
+import {
+  AuthType,
+  DomainEventId,
+  type DomainEventMessage,
+  FEATURE_PROGRAM_KEEPALIVE,
+  KEEPALIVE_PROGRAM,
+  KEEPALIVE_PROTOCOL_VERSION,
+  KeepaliveProc,
+  Proc,
+  ProcName,
+  REMOTE_PROGRAM,
+  REMOTE_PROTOCOL_VERSION,
+  readDomain,
+  UUID_BYTES,
+  uuidFromBytes,
+  writeDomain,
+  writeDomainEvent,
+  writeRemoteError,
+} from '../../src/libvirt/protocol.js';
+import { DomainAffect, type DomainRef, LifecycleEvent, MetadataType } from '../../src/libvirt/types.js';
+import type { XdrReader, XdrWriter } from '../../src/libvirt/xdr.js';
+
+export type UnplugBehaviour = 'release' | 'reject' | 'silent';
+
+export interface FakeDimmSpec {
+  alias: string;
+  sizeMiB: number;
+  node?: number;
+  slot?: number;
+}
+
+export interface AddDomainOptions {
+  name?: string;
+  uuid?: string;
+  /** Base memory (without DIMMs). */
+  memoryMiB: number;
+  maxMemoryMiB?: number;
+  slots?: number;
+  dimms?: FakeDimmSpec[];
+  running?: boolean;
+  persistent?: boolean;
+  unplug?: UnplugBehaviour;
+  /** Delay before device-removed / device-removal-failed (default 20 ms). */
+  eventDelayMs?: number;
+  /** 'release': emit device-removed before the detach reply, as real libvirt does when the guest is quick. */
+  eventBeforeReply?: boolean;
+  /** 'silent': how long detach blocks before returning OK (real libvirt: ~5 s; default 50 ms). */
+  silentDelayMs?: number;
+}
+
+export type MalformedKind = 'length-too-small' | 'truncated-event' | 'bad-type' | 'bad-program' | 'garbage';
+
+// virErrorDomain / virErrorNumber values the fake reports.
+const FROM_QEMU = 10;
+const FROM_DOMAIN = 20;
+const ERR = {
+  INTERNAL_ERROR: 1,
+  OPERATION_FAILED: 9,
+  NO_DOMAIN: 42,
+  OPERATION_INVALID: 55,
+  NO_DOMAIN_METADATA: 80,
+  DEVICE_MISSING: 99,
+  XML_ERROR: 27,
+  NO_SUPPORT: 3,
+} as const;
+
+class FakeError extends Error {
+  constructor(
+    readonly code: number,
+    readonly domain: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Dimm {
+  alias: string;
+  sizeMiB: number;
+  node: number;
+  slot: number;
+}
+
+interface MemState {
+  baseMiB: number;
+  dimms: Dimm[];
+  /** uri -> { key, xml } for ELEMENT metadata; TITLE/DESCRIPTION under their type numbers. */
+  metadata: Map<string, { key: string; xml: string }>;
+}
+
+interface FakeDomain {
+  name: string;
+  uuid: string;
+  id: number;
+  running: boolean;
+  persistent: boolean;
+  maxMemoryMiB: number;
+  slots: number;
+  live: MemState;
+  config: MemState;
+  unplug: UnplugBehaviour;
+  eventDelayMs: number;
+  eventBeforeReply: boolean;
+  silentDelayMs: number;
+  dimmCounter: number;
+}
+
+interface Client {
+  socket: net.Socket;
+  parser: PacketParser;
+  callbacks: Map<number, { eventId: number; uuid: string | null }>;
+}
+
+const DIMM_BASE = 0x100000000; // libvirt/QEMU place hotplug memory above 4 GiB
+
+const xmlParser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', parseTagValue: false });
+
+export class FakeLibvirtd {
+  readonly socketPath: string;
+  private readonly server: net.Server;
+  private readonly clients = new Set<Client>();
+  private readonly domains = new Map<string, FakeDomain>();
+  private readonly counts = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stalled = false;
+  private corruptReplies = 0;
+  private nextId = 1;
+  private nextCallbackId = 1;
+  private nameCounter = 0;
+  private tmpDir: string | undefined;
+
+  private constructor(socketPath: string, tmpDir: string | undefined) {
+    this.socketPath = socketPath;
+    this.tmpDir = tmpDir;
+    this.server = net.createServer((s) => this.onConnection(s));
+  }
+
+  static async start(opts: { socketPath?: string } = {}): Promise<FakeLibvirtd> {
+    let tmp: string | undefined;
+    let path = opts.socketPath;
+    if (!path) {
+      tmp = mkdtempSync(join(tmpdir(), 'fake-libvirtd-'));
+      path = join(tmp, 'libvirt-sock');
+    } else if (existsSync(path)) {
+      unlinkSync(path);
+    }
+    const fake = new FakeLibvirtd(path, tmp);
+    await new Promise<void>((resolve, reject) => {
+      fake.server.once('error', reject);
+      fake.server.listen(path, () => {
+        fake.server.off('error', reject);
+        resolve();
+      });
+    });
+    return fake;
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.dropConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.tmpDir) rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+
+  // ---- control API ----
+
+  addDomain(o: AddDomainOptions): DomainRef {
+    const uuid = (o.uuid ?? randomUUID()).toLowerCase();
+    const name = o.name ?? `fake-vm-${++this.nameCounter}`;
+    const running = o.running ?? true;
+    const dimms: Dimm[] = (o.dimms ?? []).map((d, i) => ({
+      alias: d.alias,
+      sizeMiB: d.sizeMiB,
+      node: d.node ?? 0,
+      slot: d.slot ?? i,
+    }));
+    const mem = (): MemState => ({
+      baseMiB: o.memoryMiB,
+      dimms: dimms.map((d) => ({ ...d })),
+      metadata: new Map(),
+    });
+    const dom: FakeDomain = {
+      name,
+      uuid,
+      id: running ? this.nextId++ : -1,
+      running,
+      persistent: o.persistent ?? false,
+      maxMemoryMiB: o.maxMemoryMiB ?? 8192,
+      slots: o.slots ?? 16,
+      live: mem(),
+      config: mem(),
+      unplug: o.unplug ?? 'release',
+      eventDelayMs: o.eventDelayMs ?? 20,
+      eventBeforeReply: o.eventBeforeReply ?? false,
+      silentDelayMs: o.silentDelayMs ?? 50,
+      dimmCounter: dimms.length,
+    };
+    this.domains.set(uuid, dom);
+    return this.ref(dom);
+  }
+
+  setUnplugBehaviour(
+    uuid: string,
+    unplug: UnplugBehaviour,
+    opts: { eventDelayMs?: number; eventBeforeReply?: boolean; silentDelayMs?: number } = {},
+  ): void {
+    const d = this.mustGet(uuid);
+    d.unplug = unplug;
+    if (opts.eventDelayMs !== undefined) d.eventDelayMs = opts.eventDelayMs;
+    if (opts.eventBeforeReply !== undefined) d.eventBeforeReply = opts.eventBeforeReply;
+    if (opts.silentDelayMs !== undefined) d.silentDelayMs = opts.silentDelayMs;
+  }
+
+  /** Like `virsh destroy`: the domain stops (transient ones vanish) and a STOPPED event goes out. */
+  destroyDomain(uuid: string): void {
+    this.doDestroy(this.mustGet(uuid));
+  }
+
+  /** Removes a live DIMM and emits device-removed, as a late guest release would. */
+  emitDeviceRemoved(uuid: string, alias: string): void {
+    const d = this.mustGet(uuid);
+    d.live.dimms = d.live.dimms.filter((x) => x.alias !== alias);
+    this.emitEvent(d, { kind: 'deviceRemoved', callbackId: 0, domain: this.ref(d), alias });
+  }
+
+  getDomainState(uuid: string): { running: boolean; liveDimms: string[]; configDimms: string[] } | undefined {
+    const d = this.domains.get(uuid.toLowerCase());
+    if (!d) return undefined;
+    return {
+      running: d.running,
+      liveDimms: d.live.dimms.map((x) => x.alias),
+      configDimms: d.config.dimms.map((x) => x.alias),
+    };
+  }
+
+  get domainCount(): number {
+    return this.domains.size;
+  }
+
+  get connectionCount(): number {
+    return this.clients.size;
+  }
+
+  dropConnections(): void {
+    for (const c of this.clients) c.socket.destroy();
+    this.clients.clear();
+  }
+
+  /** While stalled, the fake reads and discards everything and answers nothing (not even keepalive). */
+  stall(on: boolean): void {
+    this.stalled = on;
+  }
+
+  sendMalformed(kind: MalformedKind): void {
+    for (const c of this.clients) c.socket.write(malformedPacket(kind));
+  }
+
+  /** Announces a packet far larger than any client cap (and sends a little of it). */
+  sendOversized(): void {
+    const head = Buffer.alloc(32);
+    head.writeUInt32BE(0x7fff_fff0, 0);
+    head.writeUInt32BE(REMOTE_PROGRAM, 4);
+    head.writeUInt32BE(REMOTE_PROTOCOL_VERSION, 8);
+    head.writeInt32BE(Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE, 12);
+    head.writeInt32BE(MessageType.MESSAGE, 16);
+    for (const c of this.clients) c.socket.write(head);
+  }
+
+  /** The next `n` successful replies lose their last 4 body bytes (a truncated ret struct). */
+  corruptNextReply(n = 1): void {
+    this.corruptReplies += n;
+  }
+
+  /** Number of calls received for a procedure name (e.g. 'DOMAIN_GET_XML_DESC'). */
+  callCount(procName: string): number {
+    return this.counts.get(procName) ?? 0;
+  }
+
+  // ---- connection handling ----
+
+  private onConnection(socket: net.Socket): void {
+    const client: Client = { socket, parser: new PacketParser(), callbacks: new Map() };
+    this.clients.add(client);
+    socket.on('data', (chunk: Buffer) => {
+      let packets: Packet[];
+      try {
+        packets = client.parser.push(chunk);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      if (this.stalled) return;
+      for (const p of packets) this.onPacket(client, p);
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.clients.delete(client));
+  }
+
+  private onPacket(client: Client, p: Packet): void {
+    const h = p.header;
+    if (h.prog === KEEPALIVE_PROGRAM) {
+      if (h.proc === KeepaliveProc.PING) {
+        this.write(
+          client,
+          encodePacket({
+            prog: KEEPALIVE_PROGRAM,
+            vers: KEEPALIVE_PROTOCOL_VERSION,
+            proc: KeepaliveProc.PONG,
+            type: MessageType.MESSAGE,
+            serial: 0,
+            status: MessageStatus.OK,
+          }),
+        );
+      }
+      return;
+    }
+    if (h.prog !== REMOTE_PROGRAM || h.type !== MessageType.CALL) {
+      client.socket.destroy();
+      return;
+    }
+    const name = ProcName[h.proc] ?? `PROC_${h.proc}`;
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    const reply = (status: number, body?: (w: XdrWriter) => void) => {
+      let pkt = encodePacket(
+        {
+          prog: REMOTE_PROGRAM,
+          vers: REMOTE_PROTOCOL_VERSION,
+          proc: h.proc,
+          type: MessageType.REPLY,
+          serial: h.serial,
+          status,
+        },
+        body,
+      );
+      if (status === MessageStatus.OK && this.corruptReplies > 0 && pkt.length >= 32) {
+        this.corruptReplies--;
+        pkt = Buffer.from(pkt.subarray(0, pkt.length - 4));
+        pkt.writeUInt32BE(pkt.length, 0);
+      }
+      this.write(client, pkt);
+    };
+    let result: Promise<((w: XdrWriter) => void) | undefined>;
+    try {
+      result = Promise.resolve(this.handle(client, h.proc, bodyReader(p)));
+    } catch (e) {
+      result = Promise.reject(e);
+    }
+    result.then(
+      (body) => reply(MessageStatus.OK, body),
+      (e: unknown) => {
+        const fe =
+          e instanceof FakeError
+            ? e
+            : new FakeError(
+                ERR.INTERNAL_ERROR,
+                FROM_QEMU,
+                `internal error: ${e instanceof Error ? e.message : e}`,
+              );
+        reply(MessageStatus.ERROR, (w) =>
+          writeRemoteError(w, { code: fe.code, domain: fe.domain, message: fe.message }),
+        );
+      },
+    );
+  }
+
+  private write(client: Client, buf: Buffer): void {
+    if (this.stalled || client.socket.destroyed) return;
+    client.socket.write(buf);
+  }
+
+  private later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.later(ms, resolve));
+  }
+
+  // ---- procedures ----
+
+  private handle(
+    client: Client,
+    proc: number,
+    r: XdrReader,
+  ): ((w: XdrWriter) => void) | undefined | Promise<((w: XdrWriter) => void) | undefined> {
+    switch (proc) {
+      case Proc.AUTH_LIST:
+        return (w) => w.writeArray([AuthType.NONE], (ww, v) => ww.writeInt(v));
+      case Proc.CONNECT_OPEN:
+        r.readOptionalString();
+        r.readUint();
+        return undefined;
+      case Proc.CONNECT_CLOSE:
+        return undefined;
+      case Proc.CONNECT_SUPPORTS_FEATURE: {
+        const feature = r.readInt();
+        return (w) => w.writeInt(feature === FEATURE_PROGRAM_KEEPALIVE ? 1 : 0);
+      }
+      case Proc.CONNECT_GET_LIB_VERSION:
+        return (w) => w.writeUhyper(9_000_000);
+      case Proc.CONNECT_GET_VERSION:
+        return (w) => w.writeUhyper(7_002_000);
+      case Proc.CONNECT_GET_HOSTNAME:
+        return (w) => w.writeString('fake-host');
+      case Proc.CONNECT_LIST_ALL_DOMAINS: {
+        r.readInt();
+        const flags = r.readUint();
+        const list = [...this.domains.values()].filter((d) => matchesListFlags(d, flags));
+        return (w) => {
+          w.writeArray(list, (ww, d) => writeDomain(ww, this.ref(d)));
+          w.writeUint(list.length);
+        };
+      }
+      case Proc.DOMAIN_LOOKUP_BY_UUID: {
+        const d = this.lookup(uuidFromBytes(r.readOpaqueFixed(UUID_BYTES)));
+        return (w) => writeDomain(w, this.ref(d));
+      }
+      case Proc.DOMAIN_GET_XML_DESC: {
+        const d = this.lookup(readDomain(r).uuid);
+        const flags = r.readUint();
+        const inactive = (flags & 2) !== 0 || !d.running;
+        const xml = this.domainXml(d, inactive && d.persistent ? 'config' : 'live');
+        return (w) => w.writeString(xml);
+      }
+      case Proc.DOMAIN_GET_STATE: {
+        const d = this.lookup(readDomain(r).uuid);
+        return (w) => w.writeInt(d.running ? 1 : 5).writeInt(d.running ? 1 : 0);
+      }
+      case Proc.DOMAIN_ATTACH_DEVICE_FLAGS: {
+        const d = this.lookup(readDomain(r).uuid);
+        const xml = r.readString();
+        const flags = r.readUint();
+        this.attach(d, xml, flags);
+        return undefined;
+      }
+      case Proc.DOMAIN_DETACH_DEVICE_FLAGS: {
+        const d = this.lookup(readDomain(r).uuid);
+        const xml = r.readString();
+        const flags = r.readUint();
+        return this.detach(d, xml, flags);
+      }
+      case Proc.DOMAIN_SET_METADATA: {
+        const d = this.lookup(readDomain(r).uuid);
+        const type = r.readInt();
+        const metadata = r.readOptionalString();
+        const key = r.readOptionalString();
+        const uri = r.readOptionalString();
+        const flags = r.readUint();
+        for (const st of this.targets(d, flags)) setMetadata(st, type, metadata, key, uri);
+        return undefined;
+      }
+      case Proc.DOMAIN_GET_METADATA: {
+        const d = this.lookup(readDomain(r).uuid);
+        const type = r.readInt();
+        const uri = r.readOptionalString();
+        const flags = r.readUint();
+        const st = (flags & DomainAffect.CONFIG) !== 0 || !d.running ? d.config : d.live;
+        const entry = st.metadata.get(type === MetadataType.ELEMENT ? `e:${uri}` : `t:${type}`);
+        if (!entry) {
+          throw new FakeError(
+            ERR.NO_DOMAIN_METADATA,
+            FROM_DOMAIN,
+            'metadata not found: Requested metadata element is not present',
+          );
+        }
+        return (w) => w.writeString(entry.xml);
+      }
+      case Proc.DOMAIN_DEFINE_XML:
+        return this.define(r.readString());
+      case Proc.DOMAIN_CREATE_XML: {
+        const xml = r.readString();
+        r.readUint();
+        const d = this.fromXml(xml, false);
+        d.running = true;
+        d.id = this.nextId++;
+        this.emitLifecycle(d, LifecycleEvent.STARTED, 0);
+        return (w) => writeDomain(w, this.ref(d));
+      }
+      case Proc.DOMAIN_DESTROY:
+        this.doDestroy(this.lookup(readDomain(r).uuid));
+        return undefined;
+      case Proc.DOMAIN_UNDEFINE: {
+        const d = this.lookup(readDomain(r).uuid);
+        if (d.running) d.persistent = false;
+        else this.domains.delete(d.uuid);
+        this.emitLifecycle(d, LifecycleEvent.UNDEFINED, 0);
+        return undefined;
+      }
+      case Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: {
+        const eventId = r.readInt();
+        const dom = r.readOptional(readDomain);
+        const id = this.nextCallbackId++;
+        client.callbacks.set(id, { eventId, uuid: dom?.uuid ?? null });
+        return (w) => w.writeInt(id);
+      }
+      case Proc.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY:
+        client.callbacks.delete(r.readInt());
+        return undefined;
+      default:
+        throw new FakeError(ERR.NO_SUPPORT, 7, `this function is not supported by the fake: ${proc}`);
+    }
+  }
+
+  private targets(d: FakeDomain, flags: number): MemState[] {
+    const live = (flags & DomainAffect.LIVE) !== 0 || (flags === DomainAffect.CURRENT && d.running);
+    const config = (flags & DomainAffect.CONFIG) !== 0 || (flags === DomainAffect.CURRENT && !d.running);
+    if (live && !d.running) {
+      throw new FakeError(
+        ERR.OPERATION_INVALID,
+        FROM_DOMAIN,
+        'Requested operation is not valid: domain is not running',
+      );
+    }
+    if (config && !d.persistent) {
+      throw new FakeError(
+        ERR.OPERATION_INVALID,
+        FROM_DOMAIN,
+        'Requested operation is not valid: cannot change persistent config of a transient domain',
+      );
+    }
+    const out: MemState[] = [];
+    if (live) out.push(d.live);
+    if (config) out.push(d.config);
+    return out;
+  }
+
+  private attach(d: FakeDomain, xml: string, flags: number): void {
+    const spec = parseDimm(xml);
+    const targets = this.targets(d, flags);
+    for (const st of targets) {
+      if (st.dimms.length >= d.slots) {
+        throw new FakeError(
+          ERR.OPERATION_FAILED,
+          FROM_QEMU,
+          'operation failed: no free memory device slot available',
+        );
+      }
+      const totalMiB = st.baseMiB + st.dimms.reduce((a, x) => a + x.sizeMiB, 0) + spec.sizeMiB;
+      if (totalMiB > d.maxMemoryMiB) {
+        throw new FakeError(
+          ERR.OPERATION_INVALID,
+          FROM_DOMAIN,
+          'Requested operation is not valid: Attaching memory device with size exceeds domain maximum memory',
+        );
+      }
+    }
+    const alias = spec.alias ?? `dimm${d.dimmCounter}`;
+    d.dimmCounter++;
+    for (const st of targets) {
+      const used = new Set(st.dimms.map((x) => x.slot));
+      let slot = spec.slot ?? 0;
+      if (spec.slot === undefined) while (used.has(slot)) slot++;
+      st.dimms.push({ alias, sizeMiB: spec.sizeMiB, node: spec.node, slot });
+    }
+    if (targets.includes(d.live)) {
+      this.emitEvent(d, { kind: 'deviceAdded', callbackId: 0, domain: this.ref(d), alias });
+    }
+  }
+
+  private async detach(d: FakeDomain, xml: string, flags: number): Promise<undefined> {
+    const spec = parseDimm(xml);
+    const targets = this.targets(d, flags);
+    const find = (st: MemState) =>
+      st.dimms.find((x) =>
+        spec.alias !== undefined
+          ? x.alias === spec.alias
+          : x.sizeMiB === spec.sizeMiB &&
+            x.node === spec.node &&
+            (spec.slot === undefined || x.slot === spec.slot),
+      );
+    for (const st of targets) {
+      if (!find(st)) {
+        throw new FakeError(
+          ERR.DEVICE_MISSING,
+          FROM_DOMAIN,
+          'device not found: matching memory device was not found',
+        );
+      }
+    }
+    if (targets.includes(d.config)) {
+      const dimm = find(d.config)!;
+      d.config.dimms = d.config.dimms.filter((x) => x !== dimm);
+    }
+    if (!targets.includes(d.live)) return undefined;
+    const dimm = find(d.live)!;
+    const release = () => {
+      if (!d.live.dimms.includes(dimm)) return;
+      d.live.dimms = d.live.dimms.filter((x) => x !== dimm);
+      this.emitEvent(d, { kind: 'deviceRemoved', callbackId: 0, domain: this.ref(d), alias: dimm.alias });
+    };
+    switch (d.unplug) {
+      case 'release':
+        if (d.eventBeforeReply) {
+          await this.sleep(d.eventDelayMs);
+          release();
+        } else {
+          this.later(d.eventDelayMs, release);
+        }
+        return undefined;
+      case 'reject':
+        await this.sleep(d.eventDelayMs);
+        this.emitEvent(d, {
+          kind: 'deviceRemovalFailed',
+          callbackId: 0,
+          domain: this.ref(d),
+          alias: dimm.alias,
+        });
+        throw new FakeError(
+          ERR.OPERATION_FAILED,
+          FROM_QEMU,
+          'operation failed: unplug of device was rejected by the guest',
+        );
+      case 'silent':
+        await this.sleep(d.silentDelayMs);
+        return undefined;
+    }
+  }
+
+  private define(xml: string): (w: XdrWriter) => void {
+    const parsed = parseDomainXml(xml);
+    const existing =
+      (parsed.uuid ? this.domains.get(parsed.uuid) : undefined) ??
+      [...this.domains.values()].find((x) => x.name === parsed.name);
+    if (existing) {
+      existing.persistent = true;
+      existing.config = {
+        baseMiB: parsed.memoryMiB,
+        dimms: parsed.dimms,
+        metadata: existing.config.metadata,
+      };
+      if (!existing.running) existing.live = cloneMem(existing.config);
+      this.emitLifecycle(existing, LifecycleEvent.DEFINED, 1);
+      return (w) => writeDomain(w, this.ref(existing));
+    }
+    const d = this.fromXml(xml, true);
+    this.emitLifecycle(d, LifecycleEvent.DEFINED, 0);
+    return (w) => writeDomain(w, this.ref(d));
+  }
+
+  private fromXml(xml: string, persistent: boolean): FakeDomain {
+    const p = parseDomainXml(xml);
+    const ref = this.addDomain({
+      name: p.name,
+      uuid: p.uuid ?? undefined,
+      memoryMiB: p.memoryMiB,
+      maxMemoryMiB: p.maxMemoryMiB,
+      slots: p.slots,
+      dimms: p.dimms,
+      running: false,
+      persistent,
+    });
+    return this.domains.get(ref.uuid)!;
+  }
+
+  private doDestroy(d: FakeDomain): void {
+    if (!d.running) {
+      throw new FakeError(
+        ERR.OPERATION_INVALID,
+        FROM_DOMAIN,
+        'Requested operation is not valid: domain is not running',
+      );
+    }
+    d.running = false;
+    const ref = this.ref(d);
+    d.id = -1;
+    if (d.persistent) d.live = cloneMem(d.config);
+    else this.domains.delete(d.uuid);
+    this.emitEvent(d, {
+      kind: 'lifecycle',
+      callbackId: 0,
+      domain: ref,
+      event: LifecycleEvent.STOPPED,
+      detail: 1,
+    });
+  }
+
+  private emitLifecycle(d: FakeDomain, event: number, detail: number): void {
+    this.emitEvent(d, { kind: 'lifecycle', callbackId: 0, domain: this.ref(d), event, detail });
+  }
+
+  private emitEvent(d: FakeDomain, ev: DomainEventMessage): void {
+    const eventId =
+      ev.kind === 'lifecycle'
+        ? DomainEventId.LIFECYCLE
+        : ev.kind === 'deviceRemoved'
+          ? DomainEventId.DEVICE_REMOVED
+          : ev.kind === 'deviceAdded'
+            ? DomainEventId.DEVICE_ADDED
+            : DomainEventId.DEVICE_REMOVAL_FAILED;
+    for (const c of this.clients) {
+      for (const [id, cb] of c.callbacks) {
+        if (cb.eventId !== eventId || (cb.uuid !== null && cb.uuid !== d.uuid)) continue;
+        let proc = 0;
+        const pkt = encodePacket(
+          {
+            prog: REMOTE_PROGRAM,
+            vers: REMOTE_PROTOCOL_VERSION,
+            proc: 0,
+            type: MessageType.MESSAGE,
+            serial: 0,
+            status: 0,
+          },
+          (w) => {
+            proc = writeDomainEvent(w, { ...ev, callbackId: id });
+          },
+        );
+        pkt.writeInt32BE(proc, 12);
+        this.write(c, pkt);
+      }
+    }
+  }
+
+  private ref(d: FakeDomain): DomainRef {
+    return { name: d.name, uuid: d.uuid, id: d.id };
+  }
+
+  private mustGet(uuid: string): FakeDomain {
+    const d = this.domains.get(uuid.toLowerCase());
+    if (!d) throw new Error(`fake libvirtd: no domain ${uuid}`);
+    return d;
+  }
+
+  private lookup(uuid: string): FakeDomain {
+    const d = this.domains.get(uuid);
+    if (!d) {
+      throw new FakeError(
+        ERR.NO_DOMAIN,
+        FROM_QEMU,
+        `Domain not found: no domain with matching uuid '${uuid}'`,
+      );
+    }
+    return d;
+  }
+
+  // ---- XML ----
+
+  private domainXml(d: FakeDomain, which: 'live' | 'config'): string {
+    const st = which === 'live' ? d.live : d.config;
+    const totalKiB = (st.baseMiB + st.dimms.reduce((a, x) => a + x.sizeMiB, 0)) * 1024;
+    const active = which === 'live' && d.running;
+    const nodes = Math.max(1, ...st.dimms.map((x) => x.node + 1));
+    const cellKiB = Math.floor((st.baseMiB * 1024) / nodes);
+    const cells: string[] = [];
+    for (let i = 0; i < nodes; i++) {
+      cells.push(`      <cell id='${i}' cpus='${i}' memory='${cellKiB}' unit='KiB'/>`);
+    }
+    const meta = [...st.metadata.entries()].filter(([k]) => k.startsWith('e:'));
+    const metaXml =
+      meta.length === 0
+        ? ''
+        : `  <metadata>\n${meta.map(([k, v]) => `    ${namespaced(v.xml, v.key, k.slice(2))}`).join('\n')}\n  </metadata>\n`;
+    const title = st.metadata.get(`t:${MetadataType.TITLE}`);
+    const desc = st.metadata.get(`t:${MetadataType.DESCRIPTION}`);
+    let base = DIMM_BASE;
+    const dimms = [...st.dimms]
+      .sort((a, b) => a.slot - b.slot)
+      .map((x) => {
+        const addr = active
+          ? `\n      <address type='dimm' slot='${x.slot}' base='0x${base.toString(16)}'/>`
+          : '';
+        base += x.sizeMiB * 1024 * 1024;
+        const alias =
+          active || x.alias.startsWith('ua-') ? `\n      <alias name='${escAttr(x.alias)}'/>` : '';
+        return `    <memory model='dimm'>
+      <target>
+        <size unit='KiB'>${x.sizeMiB * 1024}</size>
+        <node>${x.node}</node>
+      </target>${alias}${addr}
+    </memory>
+`;
+      })
+      .join('');
+    return `<domain type='qemu'${active ? ` id='${d.id}'` : ''}>
+  <name>${escText(d.name)}</name>
+  <uuid>${d.uuid}</uuid>
+${title ? `  <title>${escText(title.xml)}</title>\n` : ''}${desc ? `  <description>${escText(desc.xml)}</description>\n` : ''}${metaXml}  <maxMemory slots='${d.slots}' unit='KiB'>${d.maxMemoryMiB * 1024}</maxMemory>
+  <memory unit='KiB'>${totalKiB}</memory>
+  <currentMemory unit='KiB'>${totalKiB}</currentMemory>
+  <vcpu placement='static'>${nodes}</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <features>
+    <acpi/>
+  </features>
+  <cpu mode='custom' match='exact' check='full'>
+    <model fallback='forbid'>qemu64</model>
+    <numa>
+${cells.join('\n')}
+    </numa>
+  </cpu>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <memballoon model='none'/>
+${dimms}  </devices>
+</domain>
+`;
+  }
+}
+
+function matchesListFlags(d: FakeDomain, flags: number): boolean {
+  if (flags & 3 && !((flags & 1 && d.running) || (flags & 2 && !d.running))) return false;
+  if (flags & 12 && !((flags & 4 && d.persistent) || (flags & 8 && !d.persistent))) return false;
+  if (flags & 16 && !d.running) return false;
+  return true;
+}
+
+function cloneMem(m: MemState): MemState {
+  return { baseMiB: m.baseMiB, dimms: m.dimms.map((x) => ({ ...x })), metadata: new Map(m.metadata) };
+}
+
+function setMetadata(
+  st: MemState,
+  type: number,
+  metadata: string | null,
+  key: string | null,
+  uri: string | null,
+) {
+  if (type === MetadataType.ELEMENT) {
+    if (!uri) throw new FakeError(ERR.INTERNAL_ERROR, FROM_DOMAIN, 'invalid argument: uri is required');
+    const k = `e:${uri}`;
+    if (metadata === null) st.metadata.delete(k);
+    else {
+      if (!key) throw new FakeError(ERR.INTERNAL_ERROR, FROM_DOMAIN, 'invalid argument: key is required');
+      const parsed = tryParse(metadata);
+      if (!parsed) throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, 'XML error: malformed metadata XML');
+      st.metadata.set(k, { key, xml: metadata });
+    }
+  } else if (metadata === null || metadata === '') {
+    st.metadata.delete(`t:${type}`);
+  } else {
+    st.metadata.set(`t:${type}`, { key: '', xml: metadata });
+  }
+}
+
+function tryParse(xml: string): unknown {
+  try {
+    const v = new XMLParser({ ignoreAttributes: false }).parse(xml, true);
+    return v && typeof v === 'object' && Object.keys(v).length > 0 ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Puts an element and its descendants in namespace `uri` with prefix `key`, as libvirt shows it. */
+function namespaced(xml: string, key: string, uri: string): string {
+  let first = true;
+  return xml.trim().replace(/<(\/?)([A-Za-z_][\w.-]*)/g, (_m, slash: string, tag: string) => {
+    if (!slash && first) {
+      first = false;
+      return `<${key}:${tag} xmlns:${key}="${escAttr(uri)}"`;
+    }
+    return `<${slash}${key}:${tag}`;
+  });
+}
+
+function escText(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function escAttr(s: string): string {
+  return escText(s).replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+}
+
+function toMiB(value: unknown, unit: unknown): number {
+  const n = Number(value);
+  if (!Number.isFinite(n))
+    throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, `XML error: bad size ${String(value)}`);
+  const u = typeof unit === 'string' ? unit.toLowerCase() : 'kib';
+  const mult: Record<string, number> = {
+    b: 1 / 1048576,
+    bytes: 1 / 1048576,
+    k: 1 / 1024,
+    kib: 1 / 1024,
+    m: 1,
+    mib: 1,
+    g: 1024,
+    gib: 1024,
+  };
+  const m = mult[u];
+  if (m === undefined) throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, `XML error: unknown unit ${u}`);
+  return Math.floor(n * m);
+}
+
+type XmlNode = Record<string, unknown>;
+
+function textAndUnit(node: unknown): { value: unknown; unit: unknown } {
+  if (node !== null && typeof node === 'object') {
+    const o = node as XmlNode;
+    return { value: o['#text'], unit: o['@unit'] };
+  }
+  return { value: node, unit: undefined };
+}
+
+function parseDimm(xml: string): { alias?: string; sizeMiB: number; node: number; slot?: number } {
+  let doc: XmlNode;
+  try {
+    doc = xmlParser.parse(xml, true) as XmlNode;
+  } catch (e) {
+    throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, `XML error: ${e instanceof Error ? e.message : e}`);
+  }
+  const mem = doc.memory as XmlNode | undefined;
+  if (!mem || typeof mem !== 'object' || mem['@model'] !== 'dimm') {
+    throw new FakeError(
+      ERR.NO_SUPPORT,
+      FROM_QEMU,
+      'this function is not supported: the fake only handles DIMMs',
+    );
+  }
+  const target = (mem.target ?? {}) as XmlNode;
+  const { value, unit } = textAndUnit(target.size);
+  const aliasNode = mem.alias as XmlNode | undefined;
+  const addr = mem.address as XmlNode | undefined;
+  const out: { alias?: string; sizeMiB: number; node: number; slot?: number } = {
+    sizeMiB: toMiB(value, unit),
+    node: target.node === undefined ? 0 : Number(target.node),
+  };
+  if (aliasNode && typeof aliasNode['@name'] === 'string') out.alias = aliasNode['@name'];
+  if (addr && addr['@slot'] !== undefined) out.slot = Number(addr['@slot']);
+  return out;
+}
+
+function parseDomainXml(xml: string): {
+  name: string;
+  uuid: string | null;
+  memoryMiB: number;
+  maxMemoryMiB: number;
+  slots: number;
+  dimms: Dimm[];
+} {
+  let doc: XmlNode;
+  try {
+    doc = xmlParser.parse(xml, true) as XmlNode;
+  } catch (e) {
+    throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, `XML error: ${e instanceof Error ? e.message : e}`);
+  }
+  const dom = doc.domain as XmlNode | undefined;
+  if (!dom || typeof dom.name !== 'string')
+    throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, 'XML error: missing name');
+  const mem = textAndUnit(dom.memory);
+  const max = textAndUnit(dom.maxMemory);
+  const devices = (dom.devices ?? {}) as XmlNode;
+  const memDevs =
+    devices.memory === undefined ? [] : Array.isArray(devices.memory) ? devices.memory : [devices.memory];
+  const dimms: Dimm[] = memDevs.map((m: unknown, i: number) => {
+    const mm = m as XmlNode;
+    const target = (mm.target ?? {}) as XmlNode;
+    const size = textAndUnit(target.size);
+    const alias = (mm.alias as XmlNode | undefined)?.['@name'];
+    return {
+      alias: typeof alias === 'string' ? alias : `dimm${i}`,
+      sizeMiB: toMiB(size.value, size.unit),
+      node: target.node === undefined ? 0 : Number(target.node),
+      slot: i,
+    };
+  });
+  const totalMiB = toMiB(mem.value, mem.unit);
+  return {
+    name: dom.name,
+    uuid: typeof dom.uuid === 'string' ? dom.uuid.toLowerCase() : null,
+    memoryMiB: totalMiB - dimms.reduce((a, x) => a + x.sizeMiB, 0),
+    maxMemoryMiB: max.value === undefined ? totalMiB : toMiB(max.value, max.unit),
+    slots: max.value === undefined ? 0 : Number((dom.maxMemory as XmlNode)['@slots'] ?? 16),
+    dimms,
+  };
+}
+
+function malformedPacket(kind: MalformedKind): Buffer {
+  const header = (proc: number, type: number, prog = REMOTE_PROGRAM) =>
+    encodePacket({ prog, vers: REMOTE_PROTOCOL_VERSION, proc, type, serial: 0, status: MessageStatus.OK });
+  switch (kind) {
+    case 'length-too-small': {
+      const b = Buffer.alloc(8);
+      b.writeUInt32BE(8, 0);
+      return b;
+    }
+    case 'truncated-event': {
+      // A lifecycle event whose body stops in the middle of the domain name.
+      return encodePacket(
+        {
+          prog: REMOTE_PROGRAM,
+          vers: REMOTE_PROTOCOL_VERSION,
+          proc: Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE,
+          type: MessageType.MESSAGE,
+          serial: 0,
+          status: MessageStatus.OK,
+        },
+        (w) => w.writeInt(1).writeUint(1000).writeUint(0x41414141),
+      );
+    }
+    case 'bad-type':
+      return header(Proc.DOMAIN_GET_XML_DESC, 9);
+    case 'bad-program':
+      return header(1, MessageType.MESSAGE, 0xdeadbeef);
+    case 'garbage':
+      return Buffer.from('GET / HTTP/1.1\r\nHost: libvirt\r\n\r\n');
+  }
+}
