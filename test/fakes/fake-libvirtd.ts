@@ -321,6 +321,7 @@ export class FakeLibvirtd {
     const h = p.header;
     if (h.prog === KEEPALIVE_PROGRAM) {
       if (h.proc === KeepaliveProc.PING) {
+        this.counts.set('KEEPALIVE_PING', (this.counts.get('KEEPALIVE_PING') ?? 0) + 1);
         this.write(
           client,
           encodePacket({
