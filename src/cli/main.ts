@@ -1,0 +1,103 @@
+// vmhost-client's entry: parse, connect, run, and map every failure to its
+// exit code with one clear message (see USAGE for the codes).
+
+import { pathToFileURL } from 'node:url';
+import { packageVersion } from '../config/config.js';
+import { type GlobalOptions, parseCli, USAGE } from './args.js';
+import { type CliIo, runCommand } from './commands.js';
+import { ConnectError, EXIT, OperationError, RpcCallError, UsageError } from './errors.js';
+import { explainRpcError } from './explain.js';
+import { RpcClient } from './rpc-client.js';
+
+function describeCommand(argv: readonly string[]): string {
+  const words = argv.filter((a) => !a.startsWith('-') && !a.includes('='));
+  return words.slice(0, 2).join(' ') || 'the call';
+}
+
+export async function main(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  io: CliIo,
+): Promise<number> {
+  const err = (s: string): void => {
+    io.stderr.write(`vmhost-client: ${s}\n`);
+  };
+  let global: GlobalOptions | undefined;
+  let client: RpcClient | undefined;
+  try {
+    const parsed = parseCli(argv, env);
+    global = parsed.global;
+    if (parsed.command.kind === 'help') {
+      io.stdout.write(USAGE);
+      return EXIT.OK;
+    }
+    if (parsed.command.kind === 'version') {
+      io.stdout.write(`vmhost-client ${packageVersion()}\n`);
+      return EXIT.OK;
+    }
+    client = await RpcClient.connect({
+      url: global.url,
+      ...(global.tlsCert !== undefined ? { tlsCert: global.tlsCert } : {}),
+      ...(global.tlsKey !== undefined ? { tlsKey: global.tlsKey } : {}),
+      ...(global.tlsCa !== undefined ? { tlsCa: global.tlsCa } : {}),
+    });
+    return await runCommand(client, parsed.command, global, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(e.message);
+      io.stderr.write('(see: vmhost-client --help)\n');
+      return EXIT.USAGE;
+    }
+    if (e instanceof ConnectError) {
+      err(e.message);
+      return EXIT.CONNECT;
+    }
+    if (e instanceof RpcCallError) {
+      const what = e.method.startsWith('VM.hotunplug')
+        ? 'hot unplug'
+        : e.method.startsWith('VM.hotplug')
+          ? 'hot plug'
+          : e.method;
+      const x = explainRpcError(e, what === e.method ? describeCommand(argv) : what);
+      if (global?.json) {
+        io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, data: e.data } })}\n`);
+      }
+      err(x.message);
+      if (x.hint) io.stderr.write(`  hint: ${x.hint}\n`);
+      return EXIT.FAILED;
+    }
+    if (e instanceof OperationError) {
+      if (global?.json) io.stdout.write(`${JSON.stringify({ error: { message: e.message } })}\n`);
+      err(e.message);
+      if (e.hint) io.stderr.write(`  hint: ${e.hint}\n`);
+      return EXIT.FAILED;
+    }
+    err(`unexpected error: ${e instanceof Error ? e.message : String(e)}`);
+    return EXIT.FAILED;
+  } finally {
+    await client?.close();
+  }
+}
+
+/** For bin/vmhost-client.js: real stdio, Ctrl-C ends `events` cleanly. */
+export async function runCli(): Promise<void> {
+  let onInt: () => void = () => {};
+  const interrupted = new Promise<void>((resolve) => {
+    onInt = resolve;
+  });
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onInt);
+  const code = await main(process.argv.slice(2), process.env, {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    interrupted,
+  });
+  process.off('SIGINT', onInt);
+  process.off('SIGTERM', onInt);
+  process.exitCode = code;
+}
+
+// Also runnable directly: node --import tsx src/cli/main.ts …
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  void runCli();
+}

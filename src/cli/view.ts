@@ -1,0 +1,169 @@
+// Reads the daemon's results defensively (the CLI may face another daemon
+// version) and renders them as the human tables and lines of vmhost-client.
+
+import { formatMiB } from './size.js';
+import { renderFields, renderTable } from './table.js';
+
+export interface Dimm {
+  alias: string;
+  size: number;
+  node: number;
+  slot: number;
+  base: string;
+  state: string;
+}
+
+export interface VmStats {
+  vmId: string;
+  vmName: string;
+  status: string;
+  memSize: number;
+  memGuaranteedSize: number;
+  hash: string;
+  balloonActive: boolean;
+  memoryDevices: Dimm[];
+}
+
+export interface VmListEntry {
+  vmId: string;
+  vmName: string;
+  status: string;
+}
+
+function rec(v: unknown): Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+function s(v: unknown): string {
+  return typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v);
+}
+function n(v: unknown): number {
+  return typeof v === 'number' ? v : Number.NaN;
+}
+
+export function toDimm(v: unknown): Dimm {
+  const o = rec(v);
+  return {
+    alias: s(o.alias),
+    size: n(o.size),
+    node: n(o.node),
+    slot: n(o.slot),
+    base: s(o.base),
+    state: s(o.state),
+  };
+}
+
+export function toVmStats(v: unknown): VmStats {
+  const o = rec(v);
+  return {
+    vmId: s(o.vmId),
+    vmName: s(o.vmName),
+    status: s(o.status),
+    memSize: n(o.memSize),
+    memGuaranteedSize: n(o.memGuaranteedSize),
+    hash: s(o.hash),
+    balloonActive: o.balloonActive === true,
+    memoryDevices: Array.isArray(o.memoryDevices) ? o.memoryDevices.map(toDimm) : [],
+  };
+}
+
+export function toVmList(v: unknown): VmListEntry[] {
+  return (Array.isArray(v) ? v : []).map((e) => {
+    const o = rec(e);
+    return { vmId: s(o.vmId), vmName: s(o.vmName), status: s(o.status) };
+  });
+}
+
+function mib(x: number): string {
+  return Number.isFinite(x) ? formatMiB(x) : '-';
+}
+function num(x: number): string {
+  return Number.isFinite(x) ? String(x) : '-';
+}
+
+export function renderVmList(vms: readonly VmStats[]): string {
+  if (vms.length === 0) return 'No VMs.\n';
+  const sorted = [...vms].sort((a, b) => a.vmName.localeCompare(b.vmName));
+  return renderTable(
+    [
+      { header: 'NAME' },
+      { header: 'UUID' },
+      { header: 'STATUS' },
+      { header: 'MEMORY', align: 'right' },
+      { header: 'GUARANTEED', align: 'right' },
+      { header: 'DIMMS', align: 'right' },
+    ],
+    sorted.map((v) => [
+      v.vmName,
+      v.vmId,
+      v.status,
+      mib(v.memSize),
+      mib(v.memGuaranteedSize),
+      String(v.memoryDevices.length),
+    ]),
+  );
+}
+
+export function renderDimms(dimms: readonly Dimm[]): string {
+  if (dimms.length === 0) return 'No memory devices (DIMMs).\n';
+  return renderTable(
+    [
+      { header: 'ALIAS' },
+      { header: 'SIZE', align: 'right' },
+      { header: 'NODE', align: 'right' },
+      { header: 'SLOT', align: 'right' },
+      { header: 'BASE' },
+      { header: 'STATE' },
+    ],
+    [...dimms]
+      .sort((a, b) => a.slot - b.slot)
+      .map((d) => [d.alias, mib(d.size), num(d.node), num(d.slot), d.base, d.state]),
+  );
+}
+
+export function renderVmShow(v: VmStats): string {
+  const fields: [string, string][] = [
+    ['Name', v.vmName],
+    ['UUID', v.vmId],
+    ['Status', v.status],
+    ['Memory', mib(v.memSize)],
+    ['Guaranteed', mib(v.memGuaranteedSize)],
+    ['Balloon', v.balloonActive ? 'active (hot unplug with ballooning is not recommended)' : 'inactive'],
+    ['Hash', v.hash],
+  ];
+  return `${renderFields(fields)}\n${renderDimms(v.memoryDevices)}`;
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+/** One line per notification, like `virsh event --loop`. */
+export function renderEvent(
+  method: string,
+  params: unknown,
+  names: ReadonlyMap<string, string>,
+  at: Date,
+): string {
+  const m = /^\|virt\|([^|]+)\|(.*)$/.exec(method);
+  const p = rec(params);
+  if (!m) return `${stamp(at)}  ${method}  ${JSON.stringify(params)}`;
+  const [, kind = '', vmId = ''] = m;
+  const who = names.get(vmId) ? `${names.get(vmId)} (${vmId})` : vmId;
+  let detail: string;
+  switch (kind) {
+    case 'VM_status': {
+      const v = toVmStats(params);
+      detail = `status=${v.status} memory=${num(v.memSize)}MiB guaranteed=${num(v.memGuaranteedSize)}MiB dimms=${v.memoryDevices.length} hash=${v.hash}`;
+      break;
+    }
+    case 'device_removed':
+      detail = `alias=${s(p.alias)} memory=${num(n(p.memSize))}MiB late=${p.late === true}`;
+      break;
+    case 'device_removal_failed':
+      detail = `alias=${s(p.alias)} reason=${s(p.reason)}`;
+      break;
+    default:
+      detail = JSON.stringify(params);
+  }
+  return `${stamp(at)}  ${kind.padEnd(21)}  ${who}  ${detail}`.replace(/[\r\n]/g, ' ');
+}

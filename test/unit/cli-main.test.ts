@@ -1,0 +1,239 @@
+// vmhost-client end to end against a stand-in JSON-RPC WebSocket server on
+// loopback: connection, VM name resolution, exit codes, --json, progress and
+// events. The real-daemon tests live in test/integration/cli.test.ts.
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
+import { main } from '../../src/cli/main.js';
+
+const VM = '0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0';
+type Dimm = { alias: string; size: number; node: number; slot: number; base: string; state: string };
+let dimms: Dimm[] = [];
+let calls: { method: string; params: Record<string, unknown> }[] = [];
+
+function stats() {
+  return {
+    vmId: VM,
+    vmName: 'demo',
+    status: 'Up',
+    memSize: 512 + dimms.reduce((a, d) => a + d.size, 0),
+    memGuaranteedSize: 512,
+    hash: String(dimms.length),
+    balloonActive: false,
+    memoryDevices: dimms,
+  };
+}
+
+let wss: WebSocketServer;
+let url: string;
+
+beforeAll(async () => {
+  wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/jsonrpc' });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/jsonrpc`;
+  wss.on('connection', (ws) => {
+    ws.on('message', (raw) => {
+      const req = JSON.parse(raw.toString()) as {
+        id: number;
+        method: string;
+        params: Record<string, unknown>;
+      };
+      calls.push({ method: req.method, params: req.params });
+      const reply = (result: unknown) => ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result }));
+      const fail = (code: number, message: string, data?: unknown) =>
+        ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, error: { code, message, data } }));
+      const p = req.params;
+      if (req.method !== 'Host.getVMList' && req.method.startsWith('VM.') && p.vmID !== VM) {
+        return fail(1, 'no such VM', { reason: 'no-such-vm' });
+      }
+      switch (req.method) {
+        case 'Host.getVMList':
+          return reply([{ vmId: VM, vmName: 'demo', status: 'Up' }]);
+        case 'Host.getAllVmStats':
+          return reply([stats()]);
+        case 'VM.getStats':
+          return reply(stats());
+        case 'VM.hotplugMemory': {
+          const m = (p.params as { memory: { size: number; node: number; alias?: string } }).memory;
+          dimms.push({
+            alias: m.alias ?? `ua-${dimms.length}`,
+            size: m.size,
+            node: m.node,
+            slot: dimms.length,
+            base: '0x100000000',
+            state: 'plugged',
+          });
+          return reply(stats());
+        }
+        case 'VM.hotunplugMemory': {
+          const alias = (p.params as { memory: { alias: string } }).memory.alias;
+          if (alias === 'ua-reject') {
+            return fail(85, 'unplug of device was rejected by the guest', { reason: 'guest-rejected' });
+          }
+          dimms = dimms.filter((d) => d.alias !== alias);
+          const note = JSON.stringify({
+            jsonrpc: '2.0',
+            method: `|virt|device_removed|${VM}`,
+            params: { alias, memSize: stats().memSize, late: false },
+          });
+          for (const c of wss.clients) c.send(note);
+          return reply({ status: 'removed', alias, memSize: stats().memSize, memGuaranteedSize: 512 });
+        }
+        case 'VM.setMemory':
+          return reply({
+            memSize: 640,
+            memGuaranteedSize: 512,
+            unplugged: [{ alias: 'ua-0', size: 128 }],
+            failed: [{ alias: 'ua-reject', reason: 'guest-rejected' }],
+            nextRun: { updated: true, memory: 640, guaranteed: 512 },
+          });
+        default:
+          return fail(-32601, 'Method not found');
+      }
+    });
+  });
+});
+
+afterAll(async () => {
+  for (const c of wss.clients) c.terminate();
+  await new Promise<void>((r) => wss.close(() => r()));
+});
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = { text: '', isTTY: false, write: (s: string) => (out.text += s) };
+  const err = { text: '', isTTY: false, write: (s: string) => (err.text += s) };
+  const code = await main(['--url', url, ...argv], {}, { stdout: out, stderr: err });
+  return { code, out: out.text, err: err.text };
+}
+
+describe('vmhost-client against a stand-in server', () => {
+  it('vm list and vm show by name', async () => {
+    dimms = [];
+    const list = await run('vm', 'list');
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(/^demo\s+0b1c2d3e-\S+\s+Up\s+512 MiB\s+512 MiB\s+0$/m);
+    const show = await run('vm', 'show', 'demo');
+    expect(show.code).toBe(0);
+    expect(show.out).toMatch(/No memory devices/);
+  });
+
+  it('plug resolves the name, sends MiB and node, reports the new DIMM', async () => {
+    dimms = [];
+    calls = [];
+    const r = await run('vm', 'plug', 'demo', '256MiB', '--node', '0');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      /^Plugged DIMM ua-0 \(256 MiB, node 0, slot 0\) into demo: memory 512 MiB -> 768 MiB/,
+    );
+    const call = calls.find((c) => c.method === 'VM.hotplugMemory');
+    expect(call?.params).toEqual({ vmID: VM, params: { vmId: VM, memory: { size: 256, node: 0 } } });
+  });
+
+  it('unplug sends size/node/alias from the live stats and prints plain progress', async () => {
+    calls = [];
+    const r = await run('vm', 'unplug', VM, 'ua-0', '--timeout', '8');
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('waiting for the guest to release DIMM ua-0 (256 MiB) of demo: 0 s, timeout 8 s\n');
+    expect(r.out).toMatch(/^Removed DIMM ua-0 \(256 MiB\) from demo in \d+\.\d s: memory 768 MiB -> 512 MiB/);
+    expect(calls.find((c) => c.method === 'VM.hotunplugMemory')?.params).toEqual({
+      vmID: VM,
+      params: { vmId: VM, memory: { size: 256, node: 0, alias: 'ua-0' } },
+      timeout: 8,
+    });
+  });
+
+  it('a rejected unplug exits 1 and says how to make memory movable', async () => {
+    dimms = [{ alias: 'ua-reject', size: 128, node: 0, slot: 0, base: '0x100000000', state: 'plugged' }];
+    const r = await run('vm', 'unplug', 'demo', 'ua-reject');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/hot unplug failed: unplug of device was rejected by the guest \(guest-rejected\)/);
+    expect(r.err).toMatch(/memhp_default_state=online_movable/);
+    const j = await run('--json', 'vm', 'unplug', 'demo', 'ua-reject');
+    expect(j.code).toBe(1);
+    expect(JSON.parse(j.out)).toEqual({
+      error: {
+        code: 85,
+        message: 'unplug of device was rejected by the guest',
+        data: { reason: 'guest-rejected' },
+      },
+    });
+  });
+
+  it('unknown VM name or alias exits 1 with what exists', async () => {
+    const noVm = await run('vm', 'show', 'nope');
+    expect(noVm.code).toBe(1);
+    expect(noVm.err).toMatch(/no VM named "nope".*\n.*known VMs: demo/);
+    const noDimm = await run('vm', 'unplug', 'demo', 'ua-zzz');
+    expect(noDimm.code).toBe(1);
+    expect(noDimm.err).toMatch(/demo has no DIMM "ua-zzz"\n.*its DIMMs: ua-reject/);
+    const noUuid = await run('vm', 'show', '99999999-2222-3333-4444-555555555555');
+    expect(noUuid.code).toBe(1);
+    expect(noUuid.err).toMatch(/no such VM/);
+  });
+
+  it('set-memory sends bytes and exits 1 when a DIMM could not be removed', async () => {
+    calls = [];
+    const r = await run('vm', 'set-memory', 'demo', '640MiB', '--guaranteed', '512MiB');
+    expect(calls.find((c) => c.method === 'VM.setMemory')?.params).toEqual({
+      vmID: VM,
+      memory: 640 * 2 ** 20,
+      guaranteed: 512 * 2 ** 20,
+    });
+    expect(r.out).toMatch(
+      /demo: memory 640 MiB -> 640 MiB, guaranteed 512 MiB\n {2}unplugged: ua-0 \(128 MiB\)/,
+    );
+    expect(r.err).toMatch(/could not remove ua-reject: guest-rejected/);
+    expect(r.code).toBe(1);
+  });
+
+  it('--json output parses; raw calls print the result', async () => {
+    const j = await run('--json', 'vm', 'list');
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.out)[0].vmName).toBe('demo');
+    const raw = await run('VM', 'getStats', `vmID=${VM}`);
+    expect(raw.code).toBe(0);
+    expect(JSON.parse(raw.out).vmId).toBe(VM);
+    const unknown = await run('Host', 'frobnicate');
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/Method not found/);
+  });
+
+  it('events --count prints one line per notification and stops', async () => {
+    dimms = [{ alias: 'ua-9', size: 128, node: 0, slot: 0, base: '0x100000000', state: 'plugged' }];
+    calls = [];
+    const pending = run('events', '--count', '1');
+    // The follower listens before its first call: once that call arrives, a second client triggers a notification.
+    const deadline = Date.now() + 5000;
+    while (!calls.some((c) => c.method === 'Host.getVMList')) {
+      if (Date.now() > deadline) throw new Error('the events follower never called Host.getVMList');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const other = await run('vm', 'unplug', 'demo', 'ua-9');
+    expect(other.code).toBe(0);
+    const r = await pending;
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      /^\S+Z {2}device_removed {9}demo \(0b1c2d3e-\S+\) {2}alias=ua-9 memory=512MiB late=false\n$/,
+    );
+  });
+
+  it('cannot connect: exit 3, one line', async () => {
+    const out = { text: '', write: (s: string) => (out.text += s) };
+    const err = { text: '', write: (s: string) => (err.text += s) };
+    const code = await main(
+      ['--url', 'ws://127.0.0.1:1/jsonrpc', 'vm', 'list'],
+      {},
+      { stdout: out, stderr: err },
+    );
+    expect(code).toBe(3);
+    expect(err.text).toBe(
+      'vmhost-client: cannot connect to ws://127.0.0.1:1/jsonrpc: connection refused (is vmhostd running? systemctl status vmhostd)\n',
+    );
+  });
+
+  it('usage errors exit 2 before connecting', async () => {
+    const r = await run('vm', 'plug', 'demo', '256MB');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/unknown unit "MB"/);
+  });
+});
