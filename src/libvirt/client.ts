@@ -81,6 +81,21 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
     return client;
   }
 
+  // Plain generic signatures (as in LibvirtApi), so callers can write generic helpers over event names.
+  override on<K extends keyof LibvirtClientEvents>(
+    event: K,
+    listener: (...args: LibvirtClientEvents[K]) => void,
+  ): this {
+    return super.on(event, listener as never);
+  }
+
+  override off<K extends keyof LibvirtClientEvents>(
+    event: K,
+    listener: (...args: LibvirtClientEvents[K]) => void,
+  ): this {
+    return super.off(event, listener as never);
+  }
+
   get connected(): boolean {
     return this.conn !== null && !this.conn.closed;
   }
