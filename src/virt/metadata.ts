@@ -1,0 +1,112 @@
+// Daemon-owned facts stored in the domain's own <metadata> under our
+// namespace, so a restarted daemon loses nothing and needs no database.
+
+import {
+  ATTR,
+  asArray,
+  attr,
+  fragmentBuilder,
+  isObj,
+  localName,
+  makeReader,
+  text,
+  type XmlObj,
+} from './xml-common.js';
+
+export const METADATA_URI = 'http://ovirt.org/vmhostd/1.0';
+export const METADATA_PREFIX = 'vmhostd';
+
+export interface UnplugMark {
+  alias: string;
+  /** ISO time the unplug was requested. */
+  since: string;
+}
+
+export interface VmMetadata {
+  /** MiB; null when never set (defaults to the VM's memory). */
+  guaranteedMiB: number | null;
+  /** Aliases of the DIMMs present when the VM started; null when not recorded. */
+  bootDimms: string[] | null;
+  unplugging: UnplugMark[];
+}
+
+export function emptyMetadata(): VmMetadata {
+  return { guaranteedMiB: null, bootDimms: null, unplugging: [] };
+}
+
+/** Strips namespace prefixes from element names, recursively. */
+function unprefix(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(unprefix);
+  if (!isObj(v)) return v;
+  const out: XmlObj = {};
+  for (const [k, val] of Object.entries(v)) {
+    out[k.startsWith(ATTR) || k === '#text' ? k : localName(k)] = unprefix(val);
+  }
+  return out;
+}
+
+/** Reads our <vm> element (already parsed, names possibly prefixed). */
+export function metadataFromElement(el: unknown): VmMetadata {
+  const vm = unprefix(el);
+  const md = emptyMetadata();
+  if (!isObj(vm)) return md;
+  const g = text(vm.guaranteed);
+  if (g !== undefined && /^\d+$/.test(g.trim())) md.guaranteedMiB = Number(g.trim());
+  if (vm.bootDimms !== undefined) {
+    md.bootDimms = [];
+    for (const d of asArray(isObj(vm.bootDimms) ? vm.bootDimms.dimm : undefined)) {
+      const a = attr(d, 'alias');
+      if (a) md.bootDimms.push(a);
+    }
+  }
+  for (const d of asArray(isObj(vm.unplugging) ? vm.unplugging.dimm : undefined)) {
+    const a = attr(d, 'alias');
+    if (a) md.unplugging.push({ alias: a, since: attr(d, 'since') ?? '' });
+  }
+  return md;
+}
+
+const reader = makeReader([]);
+
+/** Parses the string virDomainGetMetadata returns for our namespace. */
+export function parseMetadata(xml: string): VmMetadata {
+  const doc = reader.parse(xml) as XmlObj;
+  const rootKey = Object.keys(doc).find((k) => localName(k) === 'vm');
+  return rootKey === undefined ? emptyMetadata() : metadataFromElement(doc[rootKey]);
+}
+
+/**
+ * Finds our element among the children of a parsed <metadata> by its
+ * namespace URI (whatever prefix the writer chose).
+ */
+export function findOurElement(metadata: unknown): unknown {
+  if (!isObj(metadata)) return undefined;
+  for (const [k, v] of Object.entries(metadata)) {
+    if (k.startsWith(ATTR) || k === '#text') continue;
+    for (const el of asArray(v)) {
+      if (!isObj(el)) continue;
+      const i = k.indexOf(':');
+      const nsAttr = i < 0 ? 'xmlns' : `xmlns:${k.slice(0, i)}`;
+      if (attr(el, nsAttr) === METADATA_URI && localName(k) === 'vm') return el;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The fragment given to virDomainSetMetadata (libvirt attaches the namespace
+ * with our key as prefix). Values are escaped by the builder.
+ */
+export function buildMetadata(md: VmMetadata): string {
+  const vm: XmlObj = {};
+  if (md.guaranteedMiB !== null) vm.guaranteed = String(md.guaranteedMiB);
+  if (md.bootDimms !== null) {
+    vm.bootDimms = md.bootDimms.length ? { dimm: md.bootDimms.map((a) => ({ [`${ATTR}alias`]: a })) } : '';
+  }
+  if (md.unplugging.length) {
+    vm.unplugging = {
+      dimm: md.unplugging.map((u) => ({ [`${ATTR}alias`]: u.alias, [`${ATTR}since`]: u.since })),
+    };
+  }
+  return fragmentBuilder.build({ vm }) as string;
+}

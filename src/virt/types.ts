@@ -1,0 +1,92 @@
+// Public types of the domain layer, consumed by src/api.
+
+export type VmStatus =
+  | 'Up'
+  | 'Paused'
+  | 'Down'
+  | 'Powering down'
+  | 'Migration Source'
+  | 'WaitForLaunch'
+  | 'Unknown';
+
+export type DeviceState = 'plugged' | 'unplugging';
+
+export interface MemoryDevice {
+  alias: string;
+  /** MiB */
+  size: number;
+  node: number;
+  slot: number;
+  /** Guest physical base address, '0x…'. */
+  base: string;
+  state: DeviceState;
+  /** Attached while the VM ran (so the guest may have onlined it movable). */
+  hotplugged: boolean;
+}
+
+export interface VmStatsDevice {
+  alias: string;
+  size: number;
+  node: number;
+  slot: number;
+  base: string;
+  state: DeviceState;
+}
+
+export interface VmStats {
+  vmId: string;
+  vmName: string;
+  status: VmStatus;
+  /** MiB, base + DIMMs, as libvirt's live <memory> counts it. */
+  memSize: number;
+  /** MiB */
+  memGuaranteedSize: number;
+  /** Changes whenever the device set or a device state changes. */
+  hash: string;
+  balloonActive: boolean;
+  memoryDevices: VmStatsDevice[];
+}
+
+export interface VmListEntry {
+  vmId: string;
+  vmName: string;
+  status: VmStatus;
+}
+
+export interface UnplugResult {
+  status: 'removed';
+  alias: string;
+  memSize: number;
+  memGuaranteedSize: number;
+}
+
+export interface SetMemoryResult {
+  memSize: number;
+  memGuaranteedSize: number;
+  unplugged: { alias: string; size: number }[];
+  failed: { alias: string; reason: string }[];
+  /**
+   * What the next-run (persistent, inactive) configuration holds after the
+   * call. When not updated: its current values, or for a transient domain
+   * (which has no next run) the running values.
+   */
+  nextRun: { updated: boolean; memory: number; guaranteed: number };
+}
+
+export interface DeviceRemovedEvent {
+  alias: string;
+  memSize: number;
+  /** True when nobody was waiting any more (the call timed out, or we were away). */
+  late: boolean;
+}
+
+export interface DeviceRemovalFailedEvent {
+  alias: string;
+  reason: string;
+}
+
+export interface VmManagerEvents {
+  vmStatus: [VmStats];
+  deviceRemoved: [string, DeviceRemovedEvent];
+  deviceRemovalFailed: [string, DeviceRemovalFailedEvent];
+}
