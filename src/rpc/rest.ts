@@ -90,16 +90,16 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function bytesOf(element: string, v: unknown): number {
-  if (typeof v !== 'string' || !/^[0-9]{1,16}$/.test(v)) {
+  if (typeof v !== 'string' || !/^[0-9]+$/.test(v)) {
     throw new RestFault(
       400,
       `<${element}> must be a non-negative integer number of bytes`,
       `got ${describe(v)}`,
     );
   }
-  const n = Number(v);
+  const n = v.length > 16 ? Number.POSITIVE_INFINITY : Number(v);
   if (!Number.isSafeInteger(n)) {
-    throw new RestFault(400, `<${element}> is too large`, `got ${v}`);
+    throw new RestFault(400, `<${element}> is too large`, `got ${v.slice(0, 40)}`);
   }
   return n;
 }
