@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseDomainXml } from '../../src/virt/domain-xml.js';
+
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/virt/${name}`, import.meta.url), 'utf8');
+
+describe('parseDomainXml', () => {
+  it('reads a live libvirt 9.0 domain with a boot DIMM, two hot-plugged DIMMs and our metadata', () => {
+    const d = parseDomainXml(fixture('live-3dimms-metadata.xml'));
+    expect(d.name).toBe('vmhostd-explore-virt');
+    expect(d.uuid).toBe('e05fd4b2-5bbb-4ce8-b9b1-fc1234ba720e');
+    expect(d.memoryKiB).toBe(917504);
+    expect(d.memory).toBe(896);
+    expect(d.maxMemoryKiB).toBe(8192 * 1024);
+    expect(d.slots).toBe(16);
+    expect(d.numaCells).toEqual([{ id: 0, memoryKiB: 512 * 1024 }]);
+    expect(d.dimms).toEqual([
+      { alias: 'dimm0', sizeKiB: 131072, size: 128, node: 0, slot: 0, base: '0x100000000' },
+      { alias: 'ua-a1', sizeKiB: 131072, size: 128, node: 0, slot: 1, base: '0x108000000' },
+      { alias: 'ua-a2', sizeKiB: 131072, size: 128, node: 0, slot: 2, base: '0x110000000' },
+    ]);
+    expect(d.balloonActive).toBe(false);
+    expect(d.metadata).toEqual({ guaranteedMiB: 512, bootDimms: ['dimm0'], unplugging: [] });
+  });
+
+  it('reads an inactive definition: DIMMs without alias or base, no metadata', () => {
+    const d = parseDomainXml(fixture('inactive-boot-dimm.xml'));
+    expect(d.memory).toBe(640);
+    expect(d.dimms).toEqual([{ alias: null, sizeKiB: 131072, size: 128, node: 0, slot: 0, base: null }]);
+    expect(d.metadata).toBeNull();
+  });
+
+  it('treats a memballoon with a model other than none as active, and converts units', () => {
+    const xml = fixture('inactive-boot-dimm.xml')
+      .replace("<memballoon model='none'/>", "<memballoon model='virtio'/>")
+      .replace("<memory unit='KiB'>655360</memory>", "<memory unit='GiB'>2</memory>");
+    const d = parseDomainXml(xml);
+    expect(d.balloonActive).toBe(true);
+    expect(d.memory).toBe(2048);
+  });
+
+  it('ignores other memory device models and other metadata namespaces', () => {
+    const xml = fixture('live-3dimms-metadata.xml')
+      .replace(
+        '<memballoon',
+        "<memory model='virtio-mem'><target><size unit='KiB'>1048576</size><node>0</node></target><alias name='virtiomem0'/></memory><memballoon",
+      )
+      .replace(
+        '<vmhostd:vm xmlns:vmhostd="http://ovirt.org/vmhostd/1.0">',
+        '<other:vm xmlns:other="urn:other"><other:guaranteed>1</other:guaranteed></other:vm><vmhostd:vm xmlns:vmhostd="http://ovirt.org/vmhostd/1.0">',
+      );
+    const d = parseDomainXml(xml);
+    expect(d.dimms.map((m) => m.alias)).toEqual(['dimm0', 'ua-a1', 'ua-a2']);
+    expect(d.metadata?.guaranteedMiB).toBe(512);
+  });
+
+  it('rejects documents that are not a domain', () => {
+    expect(() => parseDomainXml('<network/>')).toThrow(/no <domain>/);
+    expect(() => parseDomainXml('<domain><name>x</name></domain>')).toThrow(/uuid/);
+  });
+});

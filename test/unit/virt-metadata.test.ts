@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { parseDomainXml } from '../../src/virt/domain-xml.js';
+import { buildMetadata, emptyMetadata, parseMetadata, type VmMetadata } from '../../src/virt/metadata.js';
+
+describe('vmhostd metadata', () => {
+  const md: VmMetadata = {
+    guaranteedMiB: 900,
+    bootDimms: ['dimm0', 'ua-boot-1'],
+    unplugging: [{ alias: 'ua-x', since: '2026-01-01T00:00:00.000Z' }],
+  };
+
+  it('round-trips through the fragment given to setMetadata', () => {
+    expect(parseMetadata(buildMetadata(md))).toEqual(md);
+    expect(parseMetadata(buildMetadata(emptyMetadata()))).toEqual(emptyMetadata());
+  });
+
+  it('keeps an empty boot set distinct from an unrecorded one', () => {
+    const m = { ...emptyMetadata(), bootDimms: [] };
+    expect(parseMetadata(buildMetadata(m)).bootDimms).toEqual([]);
+  });
+
+  it('reads what virDomainGetMetadata returns (as printed by libvirt 9.0)', () => {
+    const got = `<vm>
+  <guaranteed>512</guaranteed>
+  <bootDimms>
+    <dimm alias="dimm0"/>
+  </bootDimms>
+</vm>
+`;
+    expect(parseMetadata(got)).toEqual({ guaranteedMiB: 512, bootDimms: ['dimm0'], unplugging: [] });
+  });
+
+  it('reads it from a domain XML under whatever prefix declares our namespace', () => {
+    const xml = `<domain><name>n</name><uuid>u</uuid><memory>1024</memory><metadata>
+      <x:vm xmlns:x="http://ovirt.org/vmhostd/1.0"><x:unplugging><x:dimm alias="ua-1" since="t"/></x:unplugging></x:vm>
+    </metadata></domain>`;
+    expect(parseDomainXml(xml).metadata).toEqual({
+      guaranteedMiB: null,
+      bootDimms: null,
+      unplugging: [{ alias: 'ua-1', since: 't' }],
+    });
+  });
+
+  it('escapes values', () => {
+    const xml = buildMetadata({ ...emptyMetadata(), bootDimms: [`a"'<&>`] });
+    expect(xml).not.toContain('<&');
+    expect(parseMetadata(xml).bootDimms).toEqual([`a"'<&>`]);
+  });
+});

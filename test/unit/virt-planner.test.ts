@@ -1,0 +1,118 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { VirtError } from '../../src/virt/errors.js';
+import { MiB, type PlannerDimm, planMemory } from '../../src/virt/planner.js';
+
+const hp = (alias: string, size: number, state: PlannerDimm['state'] = 'plugged'): PlannerDimm => ({
+  alias,
+  size,
+  state,
+  hotplugged: true,
+});
+
+describe('planMemory', () => {
+  const example = [hp('a', 256), hp('b', 256), hp('c', 128), hp('d', 128)];
+
+  it('worked example: 1792 -> 1400 MiB unplugs one 256 and one 128 (ends at 1408)', () => {
+    const plan = planMemory(1792, example, 1400 * MiB, 128);
+    expect(plan).toEqual({
+      kind: 'decrease',
+      requested: 1400,
+      decrement: 392,
+      unplug: [
+        { alias: 'a', size: 256 },
+        { alias: 'c', size: 128 },
+      ],
+    });
+  });
+
+  it('floors bytes to MiB', () => {
+    expect(planMemory(1792, example, 1400 * MiB + MiB - 1, 128)).toMatchObject({ requested: 1400 });
+  });
+
+  it('skips unplugging and boot-time DIMMs', () => {
+    const dimms = [hp('a', 256, 'unplugging'), { ...hp('b', 256), hotplugged: false }, hp('c', 128)];
+    expect(planMemory(1792, dimms, 1400 * MiB, 128)).toMatchObject({ unplug: [{ alias: 'c', size: 128 }] });
+  });
+
+  it('returns an empty pick when nothing fits', () => {
+    expect(planMemory(1792, example, 1700 * MiB, 128)).toMatchObject({ kind: 'decrease', unplug: [] });
+  });
+
+  it('equal: no change; increase: one DIMM of the difference, aligned', () => {
+    expect(planMemory(1024, [], 1024 * MiB, 128)).toEqual({ kind: 'none', requested: 1024 });
+    expect(planMemory(1024, [], 1280 * MiB, 128)).toEqual({
+      kind: 'increase',
+      requested: 1280,
+      plugSize: 256,
+    });
+    try {
+      planMemory(1024, [], 1100 * MiB, 128);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(VirtError);
+      expect((err as VirtError).details).toMatchObject({ field: 'memory' });
+    }
+  });
+
+  const dimmArb = fc.record({
+    alias: fc.string({ minLength: 1, maxLength: 6 }),
+    size: fc.constantFrom(128, 256, 384, 512, 1024),
+    state: fc.constantFrom<'plugged' | 'unplugging'>('plugged', 'unplugging'),
+    hotplugged: fc.boolean(),
+  });
+  const caseArb = fc
+    .record({
+      base: fc.integer({ min: 256, max: 4096 }),
+      dimms: fc.array(dimmArb, { maxLength: 12 }),
+      cut: fc.integer({ min: 1, max: 8192 }),
+    })
+    .map(({ base, dimms, cut }) => {
+      const current = base + dimms.reduce((s, d) => s + d.size, 0);
+      return { current, dimms, requested: Math.max(1, current - cut) };
+    });
+
+  it('never exceeds the decrement, never picks unplugging or boot-time DIMMs, is deterministic', () => {
+    fc.assert(
+      fc.property(caseArb, ({ current, dimms, requested }) => {
+        const plan = planMemory(current, dimms, requested * MiB, 128);
+        if (plan.kind !== 'decrease') return;
+        const total = plan.unplug.reduce((s, u) => s + u.size, 0);
+        expect(total).toBeLessThanOrEqual(plan.decrement);
+        for (const u of plan.unplug) {
+          const matches = dimms.filter((d) => d.alias === u.alias && d.size === u.size);
+          expect(matches.some((d) => d.state === 'plugged' && d.hotplugged)).toBe(true);
+        }
+        expect(planMemory(current, dimms, requested * MiB, 128)).toEqual(plan);
+      }),
+    );
+  });
+
+  it('is the largest-first greedy set (stable for equal sizes)', () => {
+    fc.assert(
+      fc.property(caseArb, ({ current, dimms, requested }) => {
+        const plan = planMemory(current, dimms, requested * MiB, 128);
+        if (plan.kind !== 'decrease') return;
+        // Reference: index-based, so equal sizes keep their input order.
+        const idx = dimms
+          .map((d, i) => ({ d, i }))
+          .filter(({ d }) => d.hotplugged && d.state === 'plugged' && d.size <= plan.decrement)
+          .sort((a, b) => b.d.size - a.d.size || a.i - b.i);
+        const expected: { alias: string; size: number }[] = [];
+        let sum = 0;
+        for (const { d } of idx) {
+          if (sum + d.size <= plan.decrement) {
+            expected.push({ alias: d.alias, size: d.size });
+            sum += d.size;
+          }
+        }
+        expect(plan.unplug).toEqual(expected);
+        // Greedy is maximal: no remaining candidate would still fit.
+        const left = idx.filter(
+          ({ d }) => !plan.unplug.some((u) => u.alias === d.alias && u.size === d.size),
+        );
+        for (const { d } of left) expect(sum + d.size).toBeGreaterThan(plan.decrement);
+      }),
+    );
+  });
+});
