@@ -1,0 +1,128 @@
+// State of the "VM Devices" view, kept apart from the DOM so it can be tested:
+// VmStats by vmId, plus per-DIMM notes (removal in progress, failed, …).
+// Plain ES module, no build step.
+
+/** @typedef {{alias: string, size: number, node: number, slot: number, base: string, state: string}} Dimm */
+/** @typedef {{vmId: string, vmName: string, status: string, memSize: number, memGuaranteedSize: number, hash: string, balloonActive: boolean, memoryDevices: Dimm[]}} VmStats */
+/** @typedef {{kind: 'busy'|'ok'|'error', text: string, hint?: string}} Note */
+
+export const MOVABLE_HINT =
+  'The guest must online hot-plugged memory as movable: boot it with memhp_default_state=online_movable ' +
+  'or movable_node, or use a udev rule that writes online_movable.';
+
+const REASON_HINTS = {
+  'guest-rejected': MOVABLE_HINT,
+  timeout:
+    'The removal stays requested: if the guest releases the DIMM later, this page updates. ' +
+    'A guest that never answers usually has the memory onlined as non-movable.',
+  'already-unplugging': 'An unplug of this DIMM is already pending.',
+  'not-hotplugged': 'Only DIMMs hot-plugged while the VM runs can be removed.',
+  'not-running': 'The VM is not running.',
+  'vm-gone': 'The VM stopped during the unplug.',
+};
+
+export function hintFor(reason) {
+  return typeof reason === 'string' && Object.hasOwn(REASON_HINTS, reason) ? REASON_HINTS[reason] : undefined;
+}
+
+export function createState() {
+  return { vms: new Map(), notes: new Map() };
+}
+
+export function noteKey(vmId, alias) {
+  return `${vmId}\u0000${alias}`;
+}
+
+function isObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Accepts only well-formed VmStats (the page never trusts shapes blindly). */
+export function cleanStats(v) {
+  if (!isObject(v) || typeof v.vmId !== 'string') return null;
+  const devices = Array.isArray(v.memoryDevices) ? v.memoryDevices.filter(isObject) : [];
+  return {
+    vmId: v.vmId,
+    vmName: typeof v.vmName === 'string' ? v.vmName : v.vmId,
+    status: typeof v.status === 'string' ? v.status : '?',
+    memSize: Number(v.memSize),
+    memGuaranteedSize: Number(v.memGuaranteedSize),
+    hash: typeof v.hash === 'string' ? v.hash : '',
+    balloonActive: v.balloonActive === true,
+    memoryDevices: devices.map((d) => ({
+      alias: String(d.alias ?? ''),
+      size: Number(d.size),
+      node: Number(d.node),
+      slot: Number(d.slot),
+      base: String(d.base ?? ''),
+      state: String(d.state ?? ''),
+    })),
+  };
+}
+
+export function setAll(state, list) {
+  state.vms.clear();
+  for (const v of Array.isArray(list) ? list : []) {
+    const s = cleanStats(v);
+    if (s) state.vms.set(s.vmId, s);
+  }
+}
+
+/** Applies one JSON-RPC notification; returns a line for the event log, or null. */
+export function applyNotification(state, method, params) {
+  const m = /^\|virt\|([^|]+)\|(.+)$/.exec(String(method));
+  if (!m) return null;
+  const [, kind, vmId] = m;
+  const p = isObject(params) ? params : {};
+  const vm = state.vms.get(vmId);
+  const name = vm ? vm.vmName : vmId;
+  switch (kind) {
+    case 'VM_status': {
+      const s = cleanStats({ ...p, vmId });
+      if (!s) return null;
+      state.vms.set(vmId, s);
+      return `${name}: status ${s.status}, memory ${s.memSize} MiB`;
+    }
+    case 'device_removed': {
+      const alias = String(p.alias ?? '');
+      if (vm) {
+        vm.memoryDevices = vm.memoryDevices.filter((d) => d.alias !== alias);
+        if (Number.isFinite(Number(p.memSize))) vm.memSize = Number(p.memSize);
+      }
+      state.notes.set(noteKey(vmId, alias), {
+        kind: 'ok',
+        text: p.late === true ? 'removed (after the call had timed out)' : 'removed',
+      });
+      return `${name}: DIMM ${alias} removed${p.late === true ? ' (late)' : ''}`;
+    }
+    case 'device_removal_failed': {
+      const alias = String(p.alias ?? '');
+      const reason = String(p.reason ?? 'unknown');
+      const note = { kind: 'error', text: `removal failed: ${reason}` };
+      const hint = hintFor(reason);
+      if (hint) note.hint = hint;
+      state.notes.set(noteKey(vmId, alias), note);
+      return `${name}: removal of ${alias} failed (${reason})`;
+    }
+    default:
+      return null;
+  }
+}
+
+/** The params of VM.hotunplugMemory for one DIMM. */
+export function unplugRequest(vmId, dimm) {
+  return { vmID: vmId, params: { vmId, memory: { size: dimm.size, node: dimm.node, alias: dimm.alias } } };
+}
+
+export function canRemove(vm, dimm) {
+  return vm.status === 'Up' && dimm.state === 'plugged';
+}
+
+export function formatMiB(n) {
+  return Number.isFinite(n) ? `${n} MiB` : '-';
+}
+
+/** The page's WebSocket URL: same host, ws or wss to match the page. */
+export function socketUrl(location) {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/jsonrpc`;
+}
