@@ -61,7 +61,12 @@ export interface LifecycleEventInfo {
 
 export interface DeviceEventInfo {
   domain: DomainRef;
-  /** Device alias as libvirt reports it (e.g. "ua-…" or "dimm0"). */
+  /**
+   * Device alias as libvirt reports it (e.g. "ua-…" or "dimm0"). Note: for a
+   * DIMM, libvirt 9's device-added event names the memory backend object,
+   * i.e. "mem" + the alias ("memua-…"); device-removed and
+   * device-removal-failed carry the plain alias.
+   */
   alias: string;
 }
 
