@@ -104,6 +104,8 @@ function pathOf(url: string | undefined): string | null {
 
 export class RpcServer {
   private readonly conns = new Set<Connection>();
+  /** Every accepted TCP socket, including ones still in the TLS handshake (http does not track those). */
+  private readonly sockets = new Set<Socket>();
   private readonly dispatcher: Dispatcher;
   private readonly wss: WebSocketServer;
   private readonly rest: RestApi;
@@ -277,6 +279,7 @@ export class RpcServer {
     }
     this.wss.close();
     this.http.closeAllConnections();
+    for (const socket of this.sockets) socket.destroy();
     await httpClosed;
     this.log.info('rpc server closed');
   }
@@ -302,13 +305,22 @@ export class RpcServer {
       this.onUpgrade(req, socket, head),
     );
     this.http.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    this.http.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      socket.on('error', () => {});
+      // TLS-level failures are logged by tlsClientError; there is no HTTP to answer with.
+      if (isTlsLevelError(err)) {
+        socket.destroy();
+        return;
+      }
       const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       this.log.info(
         { code: err.code, remote: socket.remoteAddress },
         timeout ? 'handshake timeout: request head not received in time' : 'bad HTTP request',
       );
-      socket.on('error', () => {});
       if (socket.writable && !socket.writableEnded) {
         socket.end(
           timeout
@@ -493,6 +505,11 @@ export class RpcServer {
     }, this.limits.pingIntervalMs);
     this.pingTimer.unref();
   }
+}
+
+function isTlsLevelError(err: NodeJS.ErrnoException & { library?: string }): boolean {
+  const code = err.code ?? '';
+  return code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || err.library !== undefined;
 }
 
 function definedOnly(l: RpcLimits): RpcLimits {
