@@ -400,7 +400,6 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
 
     vm.inFlight.add(alias);
     vm.meta.unplugging.push({ alias, since: new Date().toISOString() });
-    this.publish(vm);
     const unmark = (): void => {
       vm.meta.unplugging = vm.meta.unplugging.filter((u) => u.alias !== alias);
     };
@@ -411,13 +410,16 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       vm.inFlight.delete(alias);
       this.publish(vm);
       op('recording the unplug in metadata failed', libvirtDetails(err));
-      throw new VirtError(
-        'hotunplug',
-        'libvirt-error',
-        `cannot record the unplug: ${errMessage(err)}`,
-        libvirtDetails(err),
-      );
+      if (!(await this.stillActive(vm))) {
+        throw new VirtError('hotunplug', 'vm-gone', `the VM stopped while unplugging ${alias}`, { alias });
+      }
+      throw new VirtError('hotunplug', 'libvirt-error', `cannot record the unplug: ${errMessage(err)}`, {
+        alias,
+        ...libvirtDetails(err),
+      });
     }
+    // Shown as unplugging once the mark is durable in the domain's metadata.
+    this.publish(vm);
     op('marked unplugging');
 
     // Interest first: libvirt may send the event before the detach reply.
@@ -527,24 +529,19 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     // libvirt 9 fails the detach itself when the guest rejects (and also sends
     // device-removal-failed).
     if (err instanceof Error && /rejected by the guest/i.test(err.message)) return { kind: 'rejected' };
-    if (
-      err instanceof LibvirtError &&
-      (err.code === LibvirtErrorCode.NO_DOMAIN || err.code === LibvirtErrorCode.OPERATION_INVALID) &&
-      !(await this.stillActive(vm))
-    ) {
-      return { kind: 'vm-gone' };
-    }
     // The request may have gone through before the connection dropped; the
     // resync after reconnecting settles the waiter if the DIMM is gone.
     if (err instanceof LibvirtConnectionError) return Promise.race([waiter, timeout]);
+    // A VM stopping under the detach makes it fail with whatever libvirt says.
+    if (err instanceof LibvirtError && !(await this.stillActive(vm))) return { kind: 'vm-gone' };
     return { kind: 'libvirt-error', err };
   }
 
   private async stillActive(vm: VmRecord): Promise<boolean> {
     try {
       return isActive(await this.client.getState(vm.ref));
-    } catch {
-      return false;
+    } catch (err) {
+      return !isNoDomain(err);
     }
   }
 
