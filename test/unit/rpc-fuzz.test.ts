@@ -148,14 +148,12 @@ const nastyKey = fc.oneof(
   fc.string({ maxLength: 12 }),
 );
 
-const deep: fc.Arbitrary<Node> = fc
-  .tuple(fc.integer({ min: 100, max: 20000 }), fc.boolean())
-  .map(
-    ([n, arr]): Node => ({
-      t: 'raw',
-      text: arr ? `${'['.repeat(n)}${']'.repeat(n)}` : `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`,
-    }),
-  );
+const deep: fc.Arbitrary<Node> = fc.tuple(fc.integer({ min: 100, max: 20000 }), fc.boolean()).map(
+  ([n, arr]): Node => ({
+    t: 'raw',
+    text: arr ? `${'['.repeat(n)}${']'.repeat(n)}` : `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`,
+  }),
+);
 
 const { value } = fc.letrec<{ value: Node }>((tie) => ({
   value: fc.oneof(
