@@ -313,10 +313,18 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
       return;
     }
     if (!ev || callbacks.get(ev.callbackId) !== ev.kind) return;
-    if (ev.kind === 'lifecycle') {
-      this.emit('lifecycle', { domain: ev.domain, event: ev.event, detail: ev.detail });
-    } else {
-      this.emit(ev.kind, { domain: ev.domain, alias: ev.alias });
+    try {
+      if (ev.kind === 'lifecycle') {
+        this.emit('lifecycle', { domain: ev.domain, event: ev.event, detail: ev.detail });
+      } else {
+        this.emit(ev.kind, { domain: ev.domain, alias: ev.alias });
+      }
+    } catch (e) {
+      // A throwing listener is the caller's bug, not a protocol error: don't
+      // tear the connection down for it; surface it as an uncaught exception.
+      process.nextTick(() => {
+        throw e;
+      });
     }
   }
 
