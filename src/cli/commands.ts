@@ -262,7 +262,8 @@ async function events(
   // Listening before the first call: nothing that happens after we connected is missed.
   for (const v of toVmList(await client.call('Host.getVMList'))) names.set(v.vmId, v.vmName);
   if (c.vm !== undefined) only = (await resolveVm(client, c.vm)).vmId;
-  if (!global.json && io.stderr.isTTY) io.stderr.write('following vmhostd notifications (Ctrl-C to stop)\n');
+  // On stderr, so stdout stays one event per line; tests also wait for it.
+  io.stderr.write('following vmhostd notifications (Ctrl-C to stop)\n');
   const lost = client.closedPromise.then(() => 'lost' as const);
   const outcome = await Promise.race([
     finished.then(() => 'done' as const),

@@ -7,7 +7,7 @@ import { ConfigError, LOG_LEVELS } from './types.js';
 export type KeyKind =
   | { t: 'string'; nonEmpty?: boolean }
   | { t: 'bool' }
-  | { t: 'int'; min: number; max: number }
+  | { t: 'int'; min: number; max: number; alsoZero?: boolean }
   | { t: 'number'; min: number; max: number }
   | { t: 'enum'; values: readonly string[] };
 
@@ -20,7 +20,8 @@ export interface KeySpec {
 
 export const KEYS = {
   'listen.host': { kind: { t: 'string', nonEmpty: true }, def: '127.0.0.1' },
-  'listen.port': { kind: { t: 'int', min: 1, max: 65535 }, def: 54321 },
+  // 0 (any free port, logged in the ready line) is for tests; not advertised in the range.
+  'listen.port': { kind: { t: 'int', min: 1, max: 65535, alsoZero: true }, def: 54321 },
   'listen.allow_insecure': { kind: { t: 'bool' }, def: false },
   'tls.cert': { kind: { t: 'string' }, def: '' },
   'tls.key': { kind: { t: 'string' }, def: '' },
@@ -95,7 +96,7 @@ export function checkValue(key: KeyName, label: string, v: unknown, fromText: bo
       if (typeof n !== 'number' || !Number.isFinite(n) || (kind.t === 'int' && !Number.isInteger(n))) {
         throw new ConfigError(label, `must be ${what} ${rangeText(kind)} (got ${describeGot(v)})`);
       }
-      if (n < kind.min || n > kind.max) {
+      if ((n < kind.min || n > kind.max) && !(kind.t === 'int' && kind.alsoZero && n === 0)) {
         throw new ConfigError(label, `must be ${what} ${rangeText(kind)} (got ${describeGot(v)})`);
       }
       return n;

@@ -116,6 +116,7 @@ describe('file and flags', () => {
       NO_DEFAULT,
     );
     expect(c.listen).toEqual({ host: '::1', port: 1234 });
+    expect(loadConfig(['--listen', '127.0.0.1:0'], {}, NO_DEFAULT).listen.port).toBe(0);
     expect(c.libvirt.socket).toBe('/run/x');
     expect(c.libvirt.uri).toBe('qemu+unix:///system');
   });
