@@ -579,7 +579,8 @@ export class FakeLibvirtd {
       st.dimms.push({ alias, sizeMiB: spec.sizeMiB, node: spec.node, slot });
     }
     if (targets.includes(d.live)) {
-      this.emitEvent(d, { kind: 'deviceAdded', callbackId: 0, domain: this.ref(d), alias });
+      // As libvirt 9 does for a DIMM: device-added names the memory backend object, "mem" + alias.
+      this.emitEvent(d, { kind: 'deviceAdded', callbackId: 0, domain: this.ref(d), alias: `mem${alias}` });
     }
   }
 
