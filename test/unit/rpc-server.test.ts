@@ -142,13 +142,16 @@ describe('rpc server limits', () => {
     expect(head).toMatch(/^HTTP\/1\.1 404/);
   });
 
-  it('a client that sends no request head within the handshake timeout is cut off, logged', async () => {
+  it.each([
+    ['nothing', ''],
+    ['half a request head', 'GET /jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\n'],
+  ])('a client that sends %s within the handshake timeout is cut off, logged', async (_what, bytes) => {
     const logs = new LogCapture();
     const s = await start({ logger: logs.logger, limits: { handshakeTimeoutMs: 200 } });
     const socket = connect(s.address().port, '127.0.0.1');
     socket.on('error', () => {});
     await new Promise<void>((r) => socket.once('connect', () => r()));
-    socket.write('GET /jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    if (bytes !== '') socket.write(bytes);
     let got = '';
     socket.on('data', (d: Buffer) => {
       got += d.toString();
