@@ -95,6 +95,9 @@ type WaitOutcome = RemovalOutcome | { kind: 'timeout' } | { kind: 'libvirt-error
 
 const DOWN_STATE: DomainStateInfo = { state: 5, reason: 0 };
 
+/** How long a detach that failed because QEMU went away waits for the stop event. */
+const STOP_GRACE_MS = 3_000;
+
 function libvirtDetails(err: unknown): Record<string, unknown> {
   if (err instanceof LibvirtError) return { libvirtCode: err.code, libvirtMessage: err.message };
   return { error: err instanceof Error ? err.message : String(err) };
@@ -533,7 +536,21 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     // resync after reconnecting settles the waiter if the DIMM is gone.
     if (err instanceof LibvirtConnectionError) return Promise.race([waiter, timeout]);
     // A VM stopping under the detach makes it fail with whatever libvirt says.
-    if (err instanceof LibvirtError && !(await this.stillActive(vm))) return { kind: 'vm-gone' };
+    if (err instanceof LibvirtError) {
+      if (!(await this.stillActive(vm))) return { kind: 'vm-gone' };
+      // QEMU dying fails the detach ("End of file from qemu monitor") a moment
+      // before libvirt reports the stop: give the lifecycle event a short while.
+      if (/qemu monitor|not running/i.test(err.message)) {
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<null>((r) => {
+          timer = setTimeout(() => r(null), STOP_GRACE_MS);
+        });
+        const settled = await Promise.race([waiter, grace]);
+        clearTimeout(timer);
+        if (settled) return settled;
+        if (!(await this.stillActive(vm))) return { kind: 'vm-gone' };
+      }
+    }
     return { kind: 'libvirt-error', err };
   }
 

@@ -70,7 +70,10 @@ async function virtError(p: Promise<unknown>): Promise<VirtError> {
   try {
     await p;
   } catch (err) {
-    if (err instanceof VirtError) return err;
+    if (err instanceof VirtError) {
+      if (process.env.DBG) console.log("DBG", err.reason, err.message, err.details);
+      return err;
+    }
     throw err;
   }
   throw new Error('expected a VirtError');
