@@ -57,6 +57,11 @@ function describeConnectError(url: string, err: Error): string {
       return `${base}: the daemon's certificate does not name this host (${err.message.split('\n')[0]})`;
     default: {
       const msg = err.message.split('\n')[0] ?? String(err);
+      if (/alert certificate required/.test(msg)) {
+        return `${base}: the daemon requires a client certificate (pass --tls-cert and --tls-key signed by its CA)`;
+      }
+      const alert = /(?:tlsv1\d?|sslv3) alert [a-z ]+/.exec(msg)?.[0];
+      if (alert) return `${base}: TLS refused by the daemon (${alert}); check --tls-cert/--tls-key/--tls-ca`;
       if (/certificate|handshake|alert/i.test(msg)) {
         return `${base}: TLS failed: ${msg} (mutual TLS needs --tls-cert/--tls-key signed by the daemon's CA)`;
       }

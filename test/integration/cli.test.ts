@@ -1,7 +1,10 @@
 // vmhost-client as an operator runs it (a separate process, not a TTY) against
 // the real daemon, a real libvirtd and real TCG guests: output, --json and exit
 // codes of list/show/plug/unplug/set-memory/events and the failure paths.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
@@ -197,5 +200,49 @@ describe('vmhost-client against the real daemon', () => {
     expect((JSON.parse(r.out) as { vmId: string }).vmId).toBe(coop.uuid);
     const ping = await cli('Host', 'ping');
     expect(JSON.parse(ping.out)).toBe(true);
+  });
+});
+
+describe('vmhost-client over mutual TLS', () => {
+  const pki = mkdtempSync(join(tmpdir(), 'vmhost-cli-pki-'));
+  let daemon: DaemonProcess;
+  const run = (...args: string[]): Promise<Run> => collect(spawnCli(args, daemon.url));
+
+  beforeAll(async () => {
+    execFileSync('sh', [join(root, 'scripts/make-lab-pki.sh'), pki, 'localhost'], { stdio: 'ignore' });
+    daemon = await startDaemon({
+      args: [
+        ...['--tls-cert', join(pki, 'server.pem'), '--tls-key', join(pki, 'server-key.pem')],
+        ...['--tls-ca', join(pki, 'ca.pem')],
+      ],
+    });
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    rmSync(pki, { recursive: true, force: true });
+  });
+
+  it('connects with the lab certificates; refuses clearly without them (exit 3, one line)', async () => {
+    expect(daemon.url).toMatch(/^wss:\/\//);
+    const ok = await run(
+      '--tls-ca',
+      join(pki, 'ca.pem'),
+      '--tls-cert',
+      join(pki, 'client.pem'),
+      '--tls-key',
+      join(pki, 'client-key.pem'),
+      'Host',
+      'ping',
+    );
+    expect(ok.err).toBe('');
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.out)).toBe(true);
+    const untrusted = await run('Host', 'ping');
+    expect(untrusted.code).toBe(3);
+    expect(untrusted.err).toMatch(/certificate is not trusted .*--tls-ca/);
+    const noClientCert = await run('--tls-ca', join(pki, 'ca.pem'), 'Host', 'ping');
+    expect(noClientCert.code).toBe(3);
+    expect(noClientCert.err.trimEnd().split('\n')).toHaveLength(1);
+    expect(noClientCert.err).toMatch(/requires a client certificate/);
   });
 });
