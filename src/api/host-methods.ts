@@ -18,6 +18,7 @@ type NoParams = Record<string, never>;
 export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
   const ping: MethodSpec<NoParams, boolean> = {
     name: 'Host.ping',
+    logLevel: 'debug',
     summary: 'Liveness check; answers true without touching libvirt.',
     params: noParams,
     result: { const: true },
@@ -25,6 +26,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
   };
   const caps: MethodSpec<NoParams, unknown> = {
     name: 'Host.getCapabilities',
+    logLevel: 'debug',
     summary: 'Daemon, API, libvirt and hypervisor versions.',
     params: noParams,
     result: capabilitiesSchema,
@@ -39,6 +41,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
   };
   const list: MethodSpec<NoParams, unknown> = {
     name: 'Host.getVMList',
+    logLevel: 'debug',
     summary: 'Every VM libvirt knows on this host, with its status.',
     params: noParams,
     result: vmListSchema,
@@ -46,6 +49,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
   };
   const all: MethodSpec<NoParams, unknown> = {
     name: 'Host.getAllVmStats',
+    logLevel: 'debug',
     summary: 'VmStats of every VM.',
     params: noParams,
     result: { type: 'array', items: vmStatsSchema },

@@ -152,7 +152,16 @@ export const vmStatsSchema: JsonSchema = {
     balloonActive: { type: 'boolean' },
     memoryDevices: { type: 'array', items: memoryDevice },
   },
-  required: ['vmId', 'vmName', 'status', 'memSize', 'memGuaranteedSize', 'hash', 'balloonActive', 'memoryDevices'],
+  required: [
+    'vmId',
+    'vmName',
+    'status',
+    'memSize',
+    'memGuaranteedSize',
+    'hash',
+    'balloonActive',
+    'memoryDevices',
+  ],
 };
 
 export const vmListSchema: JsonSchema = {

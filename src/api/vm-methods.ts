@@ -20,13 +20,22 @@ interface VmIdParams {
 }
 interface HotplugParams {
   vmID: string;
-  params: { vmId: string; memory: { size: number; node: number; alias?: string }; memGuaranteedSize?: number };
+  params: {
+    vmId: string;
+    memory: { size: number; node: number; alias?: string };
+    memGuaranteedSize?: number;
+  };
 }
 interface HotunplugParams {
   vmID: string;
   params: {
     vmId: string;
-    memory: { size: number; node: number; alias: string; address?: { type?: 'dimm'; slot?: number; base?: string } };
+    memory: {
+      size: number;
+      node: number;
+      alias: string;
+      address?: { type?: 'dimm'; slot?: number; base?: string };
+    };
     memGuaranteedSize?: number;
   };
   timeout?: number;
@@ -57,6 +66,7 @@ const seconds = (s: number | undefined): number | undefined => (s === undefined 
 export function vmMethods(vms: VmManager): MethodSpec[] {
   const getStats: MethodSpec<VmIdParams, unknown> = {
     name: 'VM.getStats',
+    logLevel: 'debug',
     summary: "A VM's memory and memory devices.",
     params: vmIdParams,
     result: vmStatsSchema,
@@ -107,7 +117,8 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
   };
   const setMemory: MethodSpec<SetMemoryParams, unknown> = {
     name: 'VM.setMemory',
-    summary: 'Set a running VM\'s memory to X bytes: unplug the DIMMs the planner picks (or plug one), set guaranteed memory and the next-run configuration.',
+    summary:
+      "Set a running VM's memory to X bytes: unplug the DIMMs the planner picks (or plug one), set guaranteed memory and the next-run configuration.",
     params: setMemoryParams,
     result: setMemoryResultSchema,
     errors: [

@@ -47,7 +47,16 @@ export function statusForError(err: JSONRPCError): number {
       : undefined;
   if (err.code === RpcErrorCode.INVALID_PARAMS) return 400;
   if (err.code === RpcErrorCode.NO_SUCH_VM) return 404;
-  if (err.code === RpcErrorCode.MIGRATING || reason === 'not-running') return 409;
+  // The VM's state forbids it now: not running, migrating, the guest refused, or an unplug is under way.
+  if (
+    err.code === RpcErrorCode.MIGRATING ||
+    reason === 'not-running' ||
+    reason === 'guest-rejected' ||
+    reason === 'already-unplugging' ||
+    reason === 'vm-gone'
+  ) {
+    return 409;
+  }
   if (reason === 'no-suitable-device') return 422;
   if (reason === 'timeout') return 504;
   return 500;

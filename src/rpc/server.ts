@@ -114,6 +114,7 @@ export class RpcServer {
   private readonly log: Logger;
   private pingTimer: NodeJS.Timeout | undefined;
   private seq = 0;
+  private connectListeners = new Set<(connectionId: string) => void>();
   private closing = false;
   private closed: Promise<void> | undefined;
   private openrpc: OpenRpcDocument | undefined;
@@ -217,6 +218,12 @@ export class RpcServer {
   url(): string {
     const host = this.addr.host.includes(':') ? `[${this.addr.host}]` : this.addr.host;
     return `${this.tls ? 'wss' : 'ws'}://${host}:${this.addr.port}${RPC_PATH}`;
+  }
+
+  /** Calls fn after each new WebSocket client is connected (e.g. to replay what it missed). */
+  onClientConnected(fn: (connectionId: string) => void): () => void {
+    this.connectListeners.add(fn);
+    return () => this.connectListeners.delete(fn);
   }
 
   connectionCount(): number {
@@ -415,6 +422,13 @@ export class RpcServer {
       if (cert && typeof cert.subject === 'object') peer = String(cert.subject.CN);
     }
     log.info({ remote, peer, clients: this.conns.size }, 'client connected');
+    for (const fn of this.connectListeners) {
+      try {
+        fn(connectionId);
+      } catch (err) {
+        log.error({ err }, 'connect listener failed');
+      }
+    }
     ws.on('message', (data: RawData) => this.onMessage(conn, data));
     ws.on('pong', () => {
       conn.alive = true;

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, startGuest } from '../helpers/guest.js';
-import { expectRpcError, type TestRpcClient, TestRpcClient as Client } from '../helpers/rpc-client.js';
+import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
 
 interface Dimm {
   alias: string;
@@ -77,7 +77,9 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
     await coop.waitForMemTotal((k) => k <= memTotal0 + 128 * MiB + 1024, 60_000);
 
     const n = await b.waitForNotification(
-      (x) => x.method === `|virt|device_removed|${coop.uuid}` && (x.params as { alias: string }).alias === victim.alias,
+      (x) =>
+        x.method === `|virt|device_removed|${coop.uuid}` &&
+        (x.params as { alias: string }).alias === victim.alias,
       10_000,
     );
     expect(n.params).toMatchObject({ alias: victim.alias, memSize: base.memSize + 128, late: false });
@@ -101,7 +103,7 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
     // The per-VM queue ran them one after the other: one result saw only its own removal.
     expect(Math.max(r1.memSize, r2.memSize)).toBe(before - 128);
     const detaches = daemon.logs.filter((l) => l.msg === 'detach requested' && l.vmId === coop.uuid);
-    const dones = daemon.logs.filter((l) => l.msg === 'unplug finished' && l.vmId === coop.uuid);
+    const dones = daemon.logs.filter((l) => l.msg === 'removed' && l.vmId === coop.uuid);
     const t = (alias: string, ls: typeof detaches) => Number(ls.find((l) => l.alias === alias)?.time);
     const [first, second] = r1.memSize < r2.memSize ? [d2, d1] : [d1, d2];
     expect(t(second.alias, detaches)).toBeGreaterThanOrEqual(t(first.alias, dones));
@@ -139,7 +141,9 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
       expect(e.error.data?.field).toMatch(/size/);
     }
 
-    const noVm = await expectRpcError(a.call('VM.getStats', { vmID: '00000000-0000-4000-8000-000000000001' }));
+    const noVm = await expectRpcError(
+      a.call('VM.getStats', { vmID: '00000000-0000-4000-8000-000000000001' }),
+    );
     expect(noVm.code).toBe(1);
 
     const xml = await expectRpcError(
@@ -168,7 +172,14 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
   it('closes a connection that sends a 2 MiB message, and keeps serving others', async () => {
     const c = await Client.connect(daemon.url);
     const closed = new Promise<number>((resolve) => c.ws.once('close', (code) => resolve(code)));
-    c.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'Host.ping', params: { pad: 'x'.repeat(2 * 1024 * 1024) } }));
+    c.ws.send(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'Host.ping',
+        params: { pad: 'x'.repeat(2 * 1024 * 1024) },
+      }),
+    );
     expect(await closed).toBe(1009);
     expect(await a.call('Host.ping')).toBe(true);
   });
