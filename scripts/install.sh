@@ -4,20 +4,26 @@
 # an operator's edits are never overwritten), and the systemd unit.
 # Idempotent: run it again after `git pull` to upgrade. Run as root.
 #
-#   bash scripts/install.sh [--prefix /opt/vmhostd] [--no-systemd] [--enable]
+#   bash scripts/install.sh [--prefix /opt/vmhostd] [--etc /etc/vmhostd]
+#                           [--unit-dir /etc/systemd/system] [--bin-dir /usr/local/bin]
+#                           [--no-systemd] [--enable]
 set -euo pipefail
 
 prefix=/opt/vmhostd
 etc=/etc/vmhostd
 unit_dir=/etc/systemd/system
+bin_dir=/usr/local/bin
 systemd=1
 enable=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="$2"; shift 2 ;;
+    --etc) etc="$2"; shift 2 ;;
+    --unit-dir) unit_dir="$2"; shift 2 ;;
+    --bin-dir) bin_dir="$2"; shift 2 ;;
     --no-systemd) systemd=0; shift ;;
     --enable) enable=1; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -46,7 +52,8 @@ if [ ! -d "$prefix/node_modules" ] || ! cmp -s "$src/package-lock.json" "$prefix
   (cd "$prefix" && npm ci --omit=dev --no-audit --no-fund --ignore-scripts)
   cp "$src/package-lock.json" "$prefix/.installed-lock.json"
 fi
-ln -sf "$prefix/bin/vmhost-client.js" /usr/local/bin/vmhost-client
+install -d "$bin_dir"
+ln -sf "$prefix/bin/vmhost-client.js" "$bin_dir/vmhost-client"
 
 install -d -m 0750 "$etc"
 if [ ! -e "$etc/vmhostd.toml" ]; then
@@ -57,7 +64,8 @@ else
 fi
 
 if [ "$systemd" = 1 ]; then
-  sed "s#/opt/vmhostd#${prefix}#g" "$src/systemd/vmhostd.service" > "$unit_dir/vmhostd.service.new"
+  install -d "$unit_dir"
+  sed -e "s#/opt/vmhostd#${prefix}#g" -e "s#/etc/vmhostd#${etc}#g" "$src/systemd/vmhostd.service" > "$unit_dir/vmhostd.service.new"
   chmod 0644 "$unit_dir/vmhostd.service.new"
   mv "$unit_dir/vmhostd.service.new" "$unit_dir/vmhostd.service"
   echo "installed $unit_dir/vmhostd.service"
@@ -69,4 +77,4 @@ if [ "$systemd" = 1 ]; then
     echo "systemd is not running here: start by hand with: node $prefix/bin/vmhostd.js --config $etc/vmhostd.toml"
   fi
 fi
-echo "done: vmhost-client is /usr/local/bin/vmhost-client"
+echo "done: vmhost-client is $bin_dir/vmhost-client"
