@@ -811,15 +811,16 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     l.lifecycle = (ev) => this.onLifecycle(ev.domain, ev.event);
     l.deviceRemoved = (ev) => {
       const uuid = ev.domain.uuid.toLowerCase();
-      this.waiters.settle(uuid, ev.alias, { kind: 'removed' });
+      this.waiters.settle(uuid, dimmAliasOf(ev.alias), { kind: 'removed' });
       // The refresh finishes the bookkeeping when nobody waits (late removal).
       this.background(this.refresh(ev.domain), 'refresh after device-removed', uuid);
     };
     l.deviceRemovalFailed = (ev) => {
       const uuid = ev.domain.uuid.toLowerCase();
-      if (this.waiters.settle(uuid, ev.alias, { kind: 'rejected' })) return;
+      const alias = dimmAliasOf(ev.alias);
+      if (this.waiters.settle(uuid, alias, { kind: 'rejected' })) return;
       this.background(
-        this.sync.run(uuid, () => this.lateRemovalFailed(uuid, ev.alias)),
+        this.sync.run(uuid, () => this.lateRemovalFailed(uuid, alias)),
         'late device-removal-failed',
         uuid,
       );
@@ -1168,6 +1169,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       else log.info(fields, step);
     };
   }
+}
+
+/** Device events may name a DIMM by its memory backend id (mem<alias>); we key by the device alias. */
+function dimmAliasOf(eventAlias: string): string {
+  return /^mem(ua-|dimm\d)/.test(eventAlias) ? eventAlias.slice(3) : eventAlias;
 }
 
 function hasAlias(d: ParsedDimm): d is ParsedDimm & { alias: string } {

@@ -71,7 +71,7 @@ async function virtError(p: Promise<unknown>): Promise<VirtError> {
     await p;
   } catch (err) {
     if (err instanceof VirtError) {
-      if (process.env.DBG) console.log("DBG", err.reason, err.message, err.details);
+      if (process.env.DBG) console.log('DBG', err.reason, err.message, err.details);
       return err;
     }
     throw err;
