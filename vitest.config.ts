@@ -9,6 +9,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: ['test/unit/**/*.test.ts'],
           testTimeout: 20_000,
         },
@@ -16,6 +17,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          sequence: { groupOrder: 1 },
           include: ['test/integration/**/*.test.ts'],
           exclude: ['test/integration/**/*.disruptive.test.ts'],
           testTimeout: 180_000,
@@ -29,6 +31,7 @@ export default defineConfig({
         // real-guest test running at the same time, so they run alone, after.
         test: {
           name: 'disruptive',
+          sequence: { groupOrder: 2 },
           include: ['test/integration/**/*.disruptive.test.ts'],
           testTimeout: 240_000,
           hookTimeout: 240_000,

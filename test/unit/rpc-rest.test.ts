@@ -154,7 +154,7 @@ describe('REST PUT /api/vms/{vmId}', () => {
     ['down', 409, 'VM is not running'],
     ['nodev', 422, 'no DIMM can be removed'],
     ['slow', 504, 'guest did not release the DIMM in time'],
-    ['rejected', 500, 'guest rejected'],
+    ['rejected', 409, 'guest rejected'],
     ['boom', 500, 'unexpected error'],
     ['bad-result', 500, 'unexpected result from VM.setMemory'],
   ])('API error for %s -> HTTP %i with a <fault>', async (vm, status, reason) => {
