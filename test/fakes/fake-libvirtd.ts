@@ -68,6 +68,14 @@ export interface AddDomainOptions {
   silentDelayMs?: number;
 }
 
+/** An XML document a client sent (attach, detach, metadata or define), as received. */
+export interface ReceivedXml {
+  proc: string;
+  uuid: string | null;
+  xml: string;
+  flags: number;
+}
+
 export type MalformedKind = 'length-too-small' | 'truncated-event' | 'bad-type' | 'bad-program' | 'garbage';
 
 // virErrorDomain / virErrorNumber values the fake reports.
@@ -144,6 +152,8 @@ export class FakeLibvirtd {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stalled = false;
   private corruptReplies = 0;
+  private replyMutators: ((pkt: Buffer) => Buffer)[] = [];
+  private xmlLog: ReceivedXml[] | null = null;
   private nextId = 1;
   private nextCallbackId = 1;
   private nameCounter = 0;
@@ -292,6 +302,22 @@ export class FakeLibvirtd {
     this.corruptReplies += n;
   }
 
+  /** Starts recording every XML document clients send; returns the (live) record. */
+  recordXml(): ReceivedXml[] {
+    this.xmlLog ??= [];
+    return this.xmlLog;
+  }
+
+  /** Writes raw bytes to every connected client (decoder fuzzing). */
+  sendRaw(buf: Buffer): void {
+    for (const c of this.clients) c.socket.write(buf);
+  }
+
+  /** The next successful reply goes through `fn` (whole packet, length word included) before it is sent. */
+  mutateNextReply(fn: (pkt: Buffer) => Buffer): void {
+    this.replyMutators.push(fn);
+  }
+
   /** Number of calls received for a procedure name (e.g. 'DOMAIN_GET_XML_DESC'). */
   callCount(procName: string): number {
     return this.counts.get(procName) ?? 0;
@@ -359,6 +385,8 @@ export class FakeLibvirtd {
         pkt = Buffer.from(pkt.subarray(0, pkt.length - 4));
         pkt.writeUInt32BE(pkt.length, 0);
       }
+      const mutate = status === MessageStatus.OK ? this.replyMutators.shift() : undefined;
+      if (mutate) pkt = mutate(pkt);
       this.write(client, pkt);
     };
     let result: Promise<((w: XdrWriter) => void) | undefined>;
@@ -453,25 +481,31 @@ export class FakeLibvirtd {
         return (w) => w.writeInt(d.running ? 1 : 5).writeInt(d.running ? 1 : 0);
       }
       case Proc.DOMAIN_ATTACH_DEVICE_FLAGS: {
-        const d = this.lookup(readDomain(r).uuid);
+        const uuid = readDomain(r).uuid;
         const xml = r.readString();
         const flags = r.readUint();
+        this.xmlLog?.push({ proc: 'DOMAIN_ATTACH_DEVICE_FLAGS', uuid, xml, flags });
+        const d = this.lookup(uuid);
         this.attach(d, xml, flags);
         return undefined;
       }
       case Proc.DOMAIN_DETACH_DEVICE_FLAGS: {
-        const d = this.lookup(readDomain(r).uuid);
+        const uuid = readDomain(r).uuid;
         const xml = r.readString();
         const flags = r.readUint();
+        this.xmlLog?.push({ proc: 'DOMAIN_DETACH_DEVICE_FLAGS', uuid, xml, flags });
+        const d = this.lookup(uuid);
         return this.detach(d, xml, flags);
       }
       case Proc.DOMAIN_SET_METADATA: {
-        const d = this.lookup(readDomain(r).uuid);
+        const uuid = readDomain(r).uuid;
         const type = r.readInt();
         const metadata = r.readOptionalString();
         const key = r.readOptionalString();
         const uri = r.readOptionalString();
         const flags = r.readUint();
+        if (metadata !== null) this.xmlLog?.push({ proc: 'DOMAIN_SET_METADATA', uuid, xml: metadata, flags });
+        const d = this.lookup(uuid);
         for (const st of this.targets(d, flags)) setMetadata(st, type, metadata, key, uri);
         return undefined;
       }
@@ -491,8 +525,11 @@ export class FakeLibvirtd {
         }
         return (w) => w.writeString(entry.xml);
       }
-      case Proc.DOMAIN_DEFINE_XML:
-        return this.define(r.readString());
+      case Proc.DOMAIN_DEFINE_XML: {
+        const xml = r.readString();
+        this.xmlLog?.push({ proc: 'DOMAIN_DEFINE_XML', uuid: null, xml, flags: 0 });
+        return this.define(xml);
+      }
       case Proc.DOMAIN_CREATE_XML: {
         const xml = r.readString();
         r.readUint();

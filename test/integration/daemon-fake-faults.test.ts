@@ -1,0 +1,287 @@
+// The whole daemon (child process, JSON-RPC over WebSocket) against our fake
+// libvirtd, for faults a real host cannot produce on demand: the libvirt
+// connection dropped mid-call, device-removed before the detach reply, events
+// for aliases nobody waits for, a libvirtd that accepts but never answers,
+// and rejecting / silent guests.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AddDomainOptions } from '../fakes/fake-libvirtd.js';
+import {
+  type FakeDaemon,
+  type FakeDaemonOptions,
+  FakeLibvirtd,
+  startOnFake,
+} from '../helpers/fake-daemon.js';
+import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
+
+interface Dimm {
+  alias: string;
+  size: number;
+  node: number;
+  state: string;
+}
+interface Stats {
+  memSize: number;
+  memGuaranteedSize: number;
+  hash: string;
+  memoryDevices: Dimm[];
+}
+
+let fake: FakeLibvirtd;
+let fd: FakeDaemon | undefined;
+const clients: Client[] = [];
+
+beforeEach(async () => {
+  fake = await FakeLibvirtd.start();
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await fd?.stop();
+  fd = undefined;
+  await fake.stop();
+});
+
+async function daemon(o: FakeDaemonOptions = {}): Promise<{ c: Client; d: FakeDaemon }> {
+  fd = await startOnFake(fake, { unplugTimeoutS: 5, ...o });
+  const c = await Client.connect(fd.daemon.url);
+  clients.push(c);
+  return { c, d: fd };
+}
+
+function vm(o: Partial<AddDomainOptions> & { dimms?: string[] } = {}): string {
+  const { dimms, ...rest } = o;
+  return fake.addDomain({
+    memoryMiB: 1024,
+    ...rest,
+    dimms: (dimms ?? []).map((alias) => ({ alias, sizeMiB: 128 })),
+  }).uuid;
+}
+
+const unplug = (vmId: string, alias: string, timeout?: number) => ({
+  vmID: vmId,
+  params: { vmId, memory: { size: 128, node: 0, alias } },
+  ...(timeout === undefined ? {} : { timeout }),
+});
+const plug = (vmId: string, alias: string) => ({
+  vmID: vmId,
+  params: { vmId, memory: { size: 128, node: 0, alias } },
+});
+
+async function timed<T>(p: Promise<T>): Promise<{ v: T; ms: number }> {
+  const t0 = performance.now();
+  const v = await p;
+  return { v, ms: performance.now() - t0 };
+}
+
+const devices = (s: Stats) => s.memoryDevices.map((x) => [x.alias, x.state]);
+
+describe('daemon on the fake libvirtd: faults', () => {
+  it('connection dropped mid-call: a detach that went through completes, a lost call fails clearly (85/70 libvirt-error), and later operations work', async () => {
+    const a = vm({ dimms: ['ua-a1', 'ua-a2'], eventBeforeReply: true, eventDelayMs: 400 });
+    const { c, d } = await daemon();
+    const log = d.daemon;
+
+    // 1. Drop while the detach call is in flight (libvirt blocks in it until the guest answers):
+    // the request reached libvirtd, the guest releases; after reconnecting the daemon learns it.
+    const first = c.call<{ status: string; memSize: number }>('VM.hotunplugMemory', unplug(a, 'ua-a1', 10));
+    await log.waitForLog((l) => l.msg === 'detach requested' && l.alias === 'ua-a1');
+    fake.dropConnections();
+    const r1 = await first;
+    expect(r1).toMatchObject({ status: 'removed', memSize: 1024 + 128 });
+    await c.waitForNotification(
+      (n) => n.method === `|virt|device_removed|${a}` && (n.params as { alias: string }).alias === 'ua-a1',
+    );
+    await log.waitForLog((l) => l.msg === 'libvirt connection restored');
+
+    // 2. Drop while a call is lost (libvirtd read it and never answered): the unplug fails at
+    // once with 85 libvirt-error naming the lost connection; the DIMM stays plugged.
+    fake.stall(true);
+    const lostUnplug = c.call('VM.hotunplugMemory', unplug(a, 'ua-a2', 10));
+    await log.waitForLog((l) => l.msg === 'started' && l.operation === 'hotunplug' && l.alias === 'ua-a2');
+    const before = fake.connectionCount;
+    expect(before).toBe(1);
+    fake.dropConnections();
+    fake.stall(false);
+    const { v: e1, ms: ms1 } = await timed(expectRpcError(lostUnplug));
+    expect(e1.code).toBe(85);
+    expect(e1.reason).toBe('libvirt-error');
+    expect(e1.message).toMatch(/connection|not connected/i);
+    expect(ms1).toBeLessThan(3_000);
+
+    // Same for a hot plug whose attach was lost: 70 libvirt-error, nothing plugged.
+    await waitReconnected(c, log);
+    fake.stall(true);
+    const lostPlug = c.call('VM.hotplugMemory', plug(a, 'ua-p1'));
+    await log.waitForLog((l) => l.msg === 'attach requested' && l.alias === 'ua-p1');
+    fake.dropConnections();
+    fake.stall(false);
+    const e2 = await expectRpcError(lostPlug);
+    expect(e2.code).toBe(70);
+    expect(e2.reason).toBe('libvirt-error');
+    expect(fake.getDomainState(a)?.liveDimms).toEqual(['ua-a2']);
+
+    // 3. The daemon reconnected and works: stats from libvirt, then a plug and an unplug.
+    await waitReconnected(c, log);
+    const s = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(devices(s)).toEqual([['ua-a2', 'plugged']]);
+    await c.call('VM.hotplugMemory', plug(a, 'ua-p1'));
+    await expect(c.call('VM.hotunplugMemory', unplug(a, 'ua-a2', 10))).resolves.toMatchObject({
+      status: 'removed',
+    });
+    await expect(c.call('VM.hotunplugMemory', unplug(a, 'ua-p1', 10))).resolves.toMatchObject({
+      status: 'removed',
+      memSize: 1024,
+    });
+    expect(fake.getDomainState(a)?.liveDimms).toEqual([]);
+    expect(log.running).toBe(true);
+  });
+
+  it('device-removed arriving before the detach reply still completes the unplug', async () => {
+    const a = vm({ dimms: ['ua-e1'], eventBeforeReply: true, eventDelayMs: 0 });
+    const { c } = await daemon();
+    const r = await c.call('VM.hotunplugMemory', unplug(a, 'ua-e1', 3));
+    expect(r).toEqual({ status: 'removed', alias: 'ua-e1', memSize: 1024, memGuaranteedSize: 1024 });
+    const n = await c.waitForNotification((x) => x.method === `|virt|device_removed|${a}`);
+    expect(n.params).toEqual({ alias: 'ua-e1', memSize: 1024, late: false });
+    expect((await c.call<Stats>('VM.getStats', { vmID: a })).memoryDevices).toEqual([]);
+  });
+
+  it('events for aliases nobody waits for: a late removal after a timeout, and a removal nobody asked for', async () => {
+    const a = vm({ dimms: ['ua-s1', 'ua-s2', 'ua-s3'], unplug: 'silent', silentDelayMs: 10 });
+    const { c } = await daemon();
+    await c.call('VM.hotplugMemory', {
+      vmID: a,
+      params: { vmId: a, memory: { size: 128, node: 0, alias: 'ua-s4' }, memGuaranteedSize: 1536 },
+    });
+
+    // Silent guest: 85 timeout at the requested timeout, the DIMM stays unplugging, a second try
+    // says already-unplugging at once.
+    const { v: e, ms } = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-s4', 0.5))));
+    expect([e.code, e.reason]).toEqual([85, 'timeout']);
+    expect(ms).toBeGreaterThanOrEqual(450);
+    expect(ms).toBeLessThan(3_000);
+    const s0 = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(devices(s0)).toContainEqual(['ua-s4', 'unplugging']);
+    const again = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-s4', 5))));
+    expect([again.v.code, again.v.reason]).toEqual([85, 'already-unplugging']);
+    expect(again.ms).toBeLessThan(1_000);
+
+    // The guest releases it later: device_removed with late: true, memory and guaranteed lowered.
+    fake.emitDeviceRemoved(a, 'ua-s4');
+    const late = await c.waitForNotification(
+      (n) => n.method === `|virt|device_removed|${a}` && (n.params as { alias: string }).alias === 'ua-s4',
+    );
+    expect(late.params).toEqual({ alias: 'ua-s4', memSize: 1024 + 3 * 128, late: true });
+    const s1 = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(devices(s1)).toEqual([
+      ['ua-s1', 'plugged'],
+      ['ua-s2', 'plugged'],
+      ['ua-s3', 'plugged'],
+    ]);
+    expect(s1.memSize).toBe(1024 + 3 * 128);
+    expect(s1.memGuaranteedSize).toBe(1024 + 3 * 128);
+
+    // A DIMM nobody was unplugging vanishes (someone else's detach): state follows, VM_status goes out.
+    const statusCount = c.notifications.length;
+    fake.emitDeviceRemoved(a, 'ua-s2');
+    const st = await c.waitForNotification(
+      (n) =>
+        c.notifications.indexOf(n) >= statusCount &&
+        n.method === `|virt|VM_status|${a}` &&
+        !(n.params as Stats).memoryDevices.some((x) => x.alias === 'ua-s2'),
+    );
+    expect((st.params as Stats).memSize).toBe(1024 + 2 * 128);
+    expect((st.params as Stats).hash).not.toBe(s1.hash);
+    const s2 = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(devices(s2)).toEqual([
+      ['ua-s1', 'plugged'],
+      ['ua-s3', 'plugged'],
+    ]);
+    // Not reported as a removal of ours.
+    expect(
+      c.notifications.some(
+        (n) => n.method === `|virt|device_removed|${a}` && (n.params as { alias: string }).alias === 'ua-s2',
+      ),
+    ).toBe(false);
+  });
+
+  it('a guest that rejects: 85 guest-rejected well before the timeout, twice, and the DIMM stays plugged', async () => {
+    const a = vm({ dimms: ['ua-r1'], unplug: 'reject', eventDelayMs: 50 });
+    const { c } = await daemon();
+    for (let i = 0; i < 2; i++) {
+      const { v: e, ms } = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-r1', 10))));
+      expect([e.code, e.reason]).toEqual([85, 'guest-rejected']);
+      expect(ms).toBeLessThan(2_000);
+    }
+    const n = await c.waitForNotification((x) => x.method === `|virt|device_removal_failed|${a}`);
+    expect(n.params).toEqual({ alias: 'ua-r1', reason: 'guest-rejected' });
+    const s = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(devices(s)).toEqual([['ua-r1', 'plugged']]);
+    expect(fake.getDomainState(a)?.liveDimms).toEqual(['ua-r1']);
+  });
+
+  it('a libvirtd that accepts but never answers: calls fail within the call timeout, ping keeps answering, and the daemon recovers', async () => {
+    const a = vm({ dimms: ['ua-t1', 'ua-t2'] });
+    const { c, d } = await daemon({
+      config: '[libvirt]\ncall_timeout = 1\nkeepalive_interval = 1\nkeepalive_count = 2\n',
+    });
+    const log = d.daemon;
+    fake.stall(true);
+
+    const plugging = timed(expectRpcError(c.call('VM.hotplugMemory', plug(a, 'ua-t3'))));
+    const unplugging = timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-t1', 10))));
+    // The event loop is free while libvirt calls hang: ping and cached reads answer at once.
+    for (let i = 0; i < 5; i++) {
+      const p = await timed(c.call('Host.ping'));
+      expect(p.v).toBe(true);
+      expect(p.ms).toBeLessThan(500);
+    }
+    const st = await timed(c.call<Stats>('VM.getStats', { vmID: a }));
+    expect(st.ms).toBeLessThan(500);
+    expect(devices(st.v)).toContainEqual(['ua-t2', 'plugged']);
+
+    const p1 = await plugging;
+    expect([p1.v.code, p1.v.reason]).toEqual([70, 'libvirt-error']);
+    expect(p1.ms).toBeLessThan(4_000);
+    const u1 = await unplugging;
+    expect([u1.v.code, u1.v.reason]).toEqual([85, 'libvirt-error']);
+    expect(u1.ms).toBeLessThan(5_000);
+
+    // Keepalive declares the silent peer dead; the daemon keeps trying to reconnect.
+    await log.waitForLog((l) => l.msg === 'libvirt connection lost; reconnecting', 10_000);
+    const caps = await c.call<{ libvirtConnected: boolean }>('Host.getCapabilities');
+    expect(caps.libvirtConnected).toBe(false);
+    const down = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-t1', 10))));
+    expect([down.v.code, down.v.reason]).toEqual([85, 'libvirt-error']);
+    expect(down.ms).toBeLessThan(3_000);
+    expect((await timed(c.call('Host.ping'))).ms).toBeLessThan(500);
+
+    fake.stall(false);
+    await waitReconnected(c, log, 20_000);
+    const s = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(devices(s)).toEqual([
+      ['ua-t1', 'plugged'],
+      ['ua-t2', 'plugged'],
+    ]);
+    await expect(c.call('VM.hotunplugMemory', unplug(a, 'ua-t1', 10))).resolves.toMatchObject({
+      status: 'removed',
+      memSize: 1024 + 128,
+    });
+    await expect(c.call<Stats>('VM.hotplugMemory', plug(a, 'ua-t3'))).resolves.toMatchObject({
+      memSize: 1024 + 256,
+    });
+    expect(log.running).toBe(true);
+  });
+});
+
+/** The daemon's libvirt link is back (Host.getCapabilities says so). */
+async function waitReconnected(c: Client, log: FakeDaemon['daemon'], timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const caps = await c.call<{ libvirtConnected: boolean }>('Host.getCapabilities');
+    if (caps.libvirtConnected) break;
+    if (Date.now() > deadline) throw new Error(`daemon did not reconnect within ${timeoutMs} ms`);
+    // Wait for the next log line rather than spinning.
+    const n = log.logs.length;
+    await log.waitForLog((_l) => log.logs.length > n, deadline - Date.now()).catch(() => undefined);
+  }
+}
