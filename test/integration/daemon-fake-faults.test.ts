@@ -47,7 +47,7 @@ async function daemon(o: FakeDaemonOptions = {}): Promise<{ c: Client; d: FakeDa
   return { c, d: fd };
 }
 
-function vm(o: Partial<AddDomainOptions> & { dimms?: string[] } = {}): string {
+function vm(o: Omit<Partial<AddDomainOptions>, 'dimms'> & { dimms?: string[] } = {}): string {
   const { dimms, ...rest } = o;
   return fake.addDomain({
     memoryMiB: 1024,
