@@ -27,8 +27,9 @@ export default defineConfig({
         },
       },
       {
-        // Tests that restart libvirtd itself: they would break every other
-        // real-guest test running at the same time, so they run alone, after.
+        // Tests that restart libvirtd, or run a daemon that manages every
+        // domain (the demo): they would disturb other real-guest tests
+        // running at the same time, so they run alone, after.
         test: {
           name: 'disruptive',
           sequence: { groupOrder: 2 },

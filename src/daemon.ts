@@ -5,12 +5,11 @@ import type { Logger } from 'pino';
 import { apiMethods } from './api/index.js';
 import { forwardNotifications } from './api/notifications.js';
 import { ConfigError, type DaemonConfig, helpText, loadConfig } from './config/config.js';
-import { LibvirtClient } from './libvirt/client.js';
+import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
 import { createLogger } from './log.js';
 import { RpcServer } from './rpc/server.js';
 import { API_VERSION, DAEMON_VERSION, formatLibvirtVersion } from './version.js';
 import { VmManager } from './virt/vm-manager.js';
-import { defaultSocketPath } from './libvirt/client.js';
 
 export interface Daemon {
   url: string;
@@ -24,7 +23,11 @@ const CONNECT_RETRY_MAX_MS = 10_000;
 const SHUTDOWN_DRAIN_MS = 15_000;
 
 /** libvirtd may start after us (boot order, restarts): keep trying, loudly. */
-async function connectLibvirt(config: DaemonConfig, log: Logger, signal: AbortSignal): Promise<LibvirtClient> {
+async function connectLibvirt(
+  config: DaemonConfig,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<LibvirtClient> {
   const socketPath = config.libvirt.socket || defaultSocketPath();
   let delay = 250;
   for (let attempt = 1; ; attempt++) {
@@ -41,24 +44,41 @@ async function connectLibvirt(config: DaemonConfig, log: Logger, signal: AbortSi
       return client;
     } catch (err) {
       if (signal.aborted) throw err;
-      log.warn({ socketPath, attempt, err: (err as Error).message, retryInMs: delay }, 'libvirt not reachable');
+      log.warn(
+        { socketPath, attempt, err: (err as Error).message, retryInMs: delay },
+        'libvirt not reachable',
+      );
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, CONNECT_RETRY_MAX_MS);
     }
   }
 }
 
-export async function startDaemon(config: DaemonConfig, log: Logger, signal = new AbortController().signal): Promise<Daemon> {
+export async function startDaemon(
+  config: DaemonConfig,
+  log: Logger,
+  signal = new AbortController().signal,
+): Promise<Daemon> {
   const client = await connectLibvirt(config, log, signal);
-  const [libVer, hvVer, hostname] = await Promise.all([client.getLibVersion(), client.getVersion(), client.getHostname()]);
-  client.on('disconnected', (err) => log.error({ err: err.message }, 'libvirt connection lost; reconnecting'));
+  const [libVer, hvVer, hostname] = await Promise.all([
+    client.getLibVersion(),
+    client.getVersion(),
+    client.getHostname(),
+  ]);
+  client.on('disconnected', (err) =>
+    log.error({ err: err.message }, 'libvirt connection lost; reconnecting'),
+  );
   client.on('reconnected', () => log.info('libvirt connection restored'));
 
-  const vms = await VmManager.start(client, {
+  const prefix = config.libvirt.domainPrefix;
+  const vms = VmManager.create(client, {
     log,
     unplugTimeoutMs: config.unplugTimeoutS * 1000,
     dimmAlignmentMiB: config.dimmAlignmentMiB,
+    ...(prefix ? { manages: (name: string) => name.startsWith(prefix) } : {}),
   });
+  const forwarder = forwardNotifications(vms);
+  await vms.open();
   const methods = apiMethods(vms, {
     version: DAEMON_VERSION,
     apiVersion: API_VERSION,
@@ -87,20 +107,24 @@ export async function startDaemon(config: DaemonConfig, log: Logger, signal = ne
       serverName: `vmhostd/${DAEMON_VERSION}`,
     });
   } catch (err) {
+    forwarder.stop();
     await vms.close();
     await client.close();
     throw err;
   }
-  const unforward = forwardNotifications(vms, rpc);
+  forwarder.attach(rpc);
   const url = rpc.url();
-  log.info({ url, version: DAEMON_VERSION, libvirt: formatLibvirtVersion(libVer), vms: vms.list().length }, 'ready');
+  log.info(
+    { url, version: DAEMON_VERSION, libvirt: formatLibvirtVersion(libVer), vms: vms.list().length },
+    'ready',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       log.info('shutting down: no new requests, finishing in-flight operations');
       await rpc.close({ drainMs: SHUTDOWN_DRAIN_MS });
-      unforward();
+      forwarder.stop();
       await vms.close();
       await client.close();
       log.info('stopped');

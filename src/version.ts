@@ -2,7 +2,9 @@
 // both src/ and dist/).
 import { readFileSync } from 'node:fs';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 export const DAEMON_VERSION: string = pkg.version;
 /** Bumped when the JSON-RPC contract changes incompatibly. */

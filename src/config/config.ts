@@ -49,6 +49,7 @@ Options (flags override the config file):
   --libvirt-uri URI          libvirt URI (default qemu:///system)
   --libvirt-socket PATH      libvirt unix socket (default: /run/libvirt/virtqemud-sock
                              if present, else /run/libvirt/libvirt-sock)
+  --domain-prefix PREFIX     manage only domains whose name starts with PREFIX (default: all)
   --unplug-timeout SECONDS   default wait for the guest to release a DIMM (default 30)
   --log-level LEVEL          fatal, error, warn, info, debug, trace (default info)
   --log-pretty               human-readable logs instead of JSON lines
@@ -168,6 +169,7 @@ function resolve(s: Settings, root: string): DaemonConfig {
     libvirt: {
       uri: str(s['libvirt.uri']),
       socket: str(s['libvirt.socket']),
+      domainPrefix: str(s['libvirt.domain_prefix']),
       callTimeoutS: num(s['libvirt.call_timeout']),
       keepaliveIntervalS: num(s['libvirt.keepalive_interval']),
       keepaliveCount: num(s['libvirt.keepalive_count']),

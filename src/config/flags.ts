@@ -16,6 +16,7 @@ const VALUE_FLAGS: Record<string, KeyName | 'config' | 'listen'> = {
   '--listen': 'listen',
   '--libvirt-socket': 'libvirt.socket',
   '--libvirt-uri': 'libvirt.uri',
+  '--domain-prefix': 'libvirt.domain_prefix',
   '--unplug-timeout': 'memory.unplug_timeout',
   '--log-level': 'log.level',
   '--tls-cert': 'tls.cert',

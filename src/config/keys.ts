@@ -29,6 +29,7 @@ export const KEYS = {
   'tls.require_client_cert': { kind: { t: 'bool' }, def: true },
   'libvirt.uri': { kind: { t: 'string', nonEmpty: true }, def: 'qemu:///system' },
   'libvirt.socket': { kind: { t: 'string' }, def: '' },
+  'libvirt.domain_prefix': { kind: { t: 'string' }, def: '' },
   'libvirt.call_timeout': { kind: { t: 'number', min: 1, max: 3600 }, def: 60 },
   'libvirt.keepalive_interval': { kind: { t: 'int', min: 1, max: 3600 }, def: 5 },
   'libvirt.keepalive_count': { kind: { t: 'int', min: 1, max: 100 }, def: 5 },

@@ -21,6 +21,8 @@ export interface DaemonConfig {
     uri: string;
     /** '' = auto: /run/libvirt/virtqemud-sock if present else /run/libvirt/libvirt-sock. */
     socket: string;
+    /** Manage only domains whose name starts with this ('' = all). */
+    domainPrefix: string;
     callTimeoutS: number;
     keepaliveIntervalS: number;
     keepaliveCount: number;

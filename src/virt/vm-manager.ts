@@ -51,6 +51,12 @@ export interface VmManagerOptions {
   closeTimeoutMs?: number;
   /** Parallel domain loads at start and resync; default 16. */
   loadConcurrency?: number;
+  /**
+   * Which domains this manager owns, by name (default: all). Lets a host run
+   * vmhostd beside another management stack, and keeps parallel test
+   * daemons on one libvirtd out of each other's VMs.
+   */
+  manages?: (domainName: string) => boolean;
 }
 
 export interface HotplugSpec {
@@ -149,15 +155,27 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
 
   /** Lists domains, reads their XML and metadata, subscribes to events and reconciles. */
   static async start(client: LibvirtApi, opts: VmManagerOptions): Promise<VmManager> {
-    const m = new VmManager(client, opts);
-    m.subscribe();
+    return VmManager.create(client, opts).open();
+  }
+
+  /** A manager that has not touched libvirt yet: attach listeners, then open(), to miss no event. */
+  static create(client: LibvirtApi, opts: VmManagerOptions): VmManager {
+    return new VmManager(client, opts);
+  }
+
+  async open(): Promise<this> {
+    this.subscribe();
     try {
-      await m.resync('start');
+      await this.resync('start');
     } catch (err) {
-      m.unsubscribe();
+      this.unsubscribe();
       throw err;
     }
-    return m;
+    return this;
+  }
+
+  private manages(ref: DomainRef): boolean {
+    return this.opts.manages?.(ref.name) ?? true;
   }
 
   // ---- queries (from cache, no libvirt call) ----
@@ -808,14 +826,18 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
 
   private subscribe(): void {
     const l = this.clientListeners;
-    l.lifecycle = (ev) => this.onLifecycle(ev.domain, ev.event);
+    l.lifecycle = (ev) => {
+      if (this.manages(ev.domain)) this.onLifecycle(ev.domain, ev.event);
+    };
     l.deviceRemoved = (ev) => {
+      if (!this.manages(ev.domain)) return;
       const uuid = ev.domain.uuid.toLowerCase();
       this.waiters.settle(uuid, dimmAliasOf(ev.alias), { kind: 'removed' });
       // The refresh finishes the bookkeeping when nobody waits (late removal).
       this.background(this.refresh(ev.domain), 'refresh after device-removed', uuid);
     };
     l.deviceRemovalFailed = (ev) => {
+      if (!this.manages(ev.domain)) return;
       const uuid = ev.domain.uuid.toLowerCase();
       const alias = dimmAliasOf(ev.alias);
       if (this.waiters.settle(uuid, alias, { kind: 'rejected' })) return;
@@ -825,8 +847,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         uuid,
       );
     };
-    l.deviceAdded = (ev) =>
-      this.background(this.refresh(ev.domain), 'refresh after device-added', ev.domain.uuid);
+    l.deviceAdded = (ev) => {
+      if (this.manages(ev.domain)) {
+        this.background(this.refresh(ev.domain), 'refresh after device-added', ev.domain.uuid);
+      }
+    };
     l.disconnected = (err) =>
       this.log.warn({ err: err.message }, 'libvirt connection lost; waiting for reconnect');
     l.reconnected = () => this.background(this.resync('reconnect'), 'resync after reconnect');
@@ -866,10 +891,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   /** Re-lists domains and reloads each (start and after a reconnect). */
   private async resync(why: 'start' | 'reconnect'): Promise<void> {
     const t0 = performance.now();
-    const [all, persistent] = await Promise.all([
+    const [listed, persistent] = await Promise.all([
       this.client.listAllDomains(0),
       this.client.listAllDomains(ListDomainsFlags.PERSISTENT),
     ]);
+    const all = listed.filter((d) => this.manages(d));
     const persistentSet = new Set(persistent.map((d) => d.uuid.toLowerCase()));
     const seen = new Set(all.map((d) => d.uuid.toLowerCase()));
     for (const uuid of [...this.vms.keys()]) {

@@ -9,6 +9,11 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 export interface DaemonOptions {
   args?: string[];
   libvirtSocket?: string;
+  /**
+   * Manage only domains with this name prefix. Tests on the shared libvirtd
+   * must set it, or their daemon would do bookkeeping on other tests' VMs.
+   */
+  domainPrefix?: string;
   unplugTimeoutS?: number;
   env?: Record<string, string>;
   readyTimeoutMs?: number;
@@ -116,6 +121,7 @@ export class DaemonProcess {
 export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProcess> {
   const args = ['--import', 'tsx', entry, '--listen', '127.0.0.1:0', '--log-level', 'debug', '--no-console'];
   if (opts.libvirtSocket) args.push('--libvirt-socket', opts.libvirtSocket);
+  if (opts.domainPrefix) args.push('--domain-prefix', opts.domainPrefix);
   if (opts.unplugTimeoutS !== undefined) args.push('--unplug-timeout', String(opts.unplugTimeoutS));
   args.push(...(opts.args ?? []));
   const proc = spawn(process.execPath, args, {

@@ -54,7 +54,7 @@ describe('vmhost-client against the real daemon', () => {
       startGuest({ kind: 'cooperative', namePrefix: 'cli-coop', persistent: true }),
       startGuest({ kind: 'rejecting', namePrefix: 'cli-rej' }),
     ]);
-    daemon = await startDaemon();
+    daemon = await startDaemon({ domainPrefix: 'vmhostd-test-cli-' });
   });
   afterAll(async () => {
     await daemon?.stop();
@@ -211,6 +211,7 @@ describe('vmhost-client over mutual TLS', () => {
   beforeAll(async () => {
     execFileSync('sh', [join(root, 'scripts/make-lab-pki.sh'), pki, 'localhost'], { stdio: 'ignore' });
     daemon = await startDaemon({
+      domainPrefix: 'vmhostd-test-cli-',
       args: [
         ...['--tls-cert', join(pki, 'server.pem'), '--tls-key', join(pki, 'server-key.pem')],
         ...['--tls-ca', join(pki, 'ca.pem')],

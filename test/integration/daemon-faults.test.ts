@@ -30,7 +30,7 @@ afterEach(async () => {
 });
 
 async function daemon(): Promise<DaemonProcess> {
-  const d = await startDaemon();
+  const d = await startDaemon({ domainPrefix: 'vmhostd-test-f-' });
   daemons.push(d);
   return d;
 }
@@ -46,13 +46,14 @@ describe('daemon faults on a real host', () => {
     const g = await guests.start({ kind: 'cooperative', namePrefix: 'f-kill' });
     let d = await daemon();
     let c = await Client.connect(d.url);
+    const memTotal0 = await g.memTotalKiB();
     const plugged = await c.call<Stats>('VM.hotplugMemory', {
       vmID: g.uuid,
       params: { vmId: g.uuid, memory: { size: 256, node: 0 }, memGuaranteedSize: 700 },
     });
     const dimm = plugged.memoryDevices[0]!;
     expect(plugged.memGuaranteedSize).toBe(700);
-    const memTotal = await g.waitForMemTotal((k) => k > 0);
+    const memTotal = await g.waitForMemTotal((k) => k >= memTotal0 + 255 * 1024, 60_000);
 
     void c.call('VM.hotunplugMemory', unplugParams(g.uuid, dimm)).catch(() => undefined);
     await d.waitForLog((l) => l.msg === 'detach requested' && l.alias === dimm.alias, 20_000);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, startGuest } from '../helpers/guest.js';
 import { startLibvirtd, stopLibvirtd } from '../helpers/libvirtd.js';
-import { expectRpcError, TestRpcClient as Client, type TestRpcClient } from '../helpers/rpc-client.js';
+import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
 
 interface Dimm {
   alias: string;
@@ -30,7 +30,7 @@ describe('libvirtd restart under the daemon', () => {
       startGuest({ kind: 'cooperative', namePrefix: 'r-coop' }),
       startGuest({ kind: 'silent', namePrefix: 'r-sil' }),
     ]);
-    d = await startDaemon();
+    d = await startDaemon({ domainPrefix: 'vmhostd-test-r-' });
     c = await Client.connect(d.url);
   });
   afterAll(async () => {
@@ -94,7 +94,10 @@ describe('libvirtd restart under the daemon', () => {
     const restored = d.logs.filter((l) => l.msg === 'libvirt connection restored').length;
     await startLibvirtd();
     await d.waitForLog(
-      (l) => l.msg === 'libvirt connection restored' && d.logs.indexOf(l) >= 0 && d.logs.filter((x) => x.msg === l.msg).length > restored,
+      (l) =>
+        l.msg === 'libvirt connection restored' &&
+        d.logs.indexOf(l) >= 0 &&
+        d.logs.filter((x) => x.msg === l.msg).length > restored,
       60_000,
     );
     const list = await c.call<{ vmId: string }[]>('Host.getVMList');

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, useGuests } from '../helpers/guest.js';
-import { expectRpcError, TestRpcClient as Client, type TestRpcClient } from '../helpers/rpc-client.js';
+import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
 import { virsh } from '../helpers/virsh.js';
 
 interface Dimm {
@@ -41,25 +41,37 @@ async function inactiveMemoryMiB(g: Guest): Promise<number> {
 
 /** Boots the worked example: 1024 MiB base plus DIMMs of 256, 256, 128, 128 MiB. */
 async function workedExampleVm(prefix: string): Promise<{ g: Guest; stats: Stats; memTotal: number }> {
-  const g = await guests.start({ kind: 'cooperative', memoryMiB: 1024, persistent: true, namePrefix: prefix });
+  const g = await guests.start({
+    kind: 'cooperative',
+    memoryMiB: 1024,
+    persistent: true,
+    namePrefix: prefix,
+  });
   expect(await inactiveMemoryMiB(g)).toBe(1024);
+  const memTotal0 = await g.memTotalKiB();
   let stats: Stats | undefined;
   for (const size of [256, 256, 128, 128]) {
-    stats = await c.call<Stats>('VM.hotplugMemory', { vmID: g.uuid, params: { vmId: g.uuid, memory: { size, node: 0 } } });
+    stats = await c.call<Stats>('VM.hotplugMemory', {
+      vmID: g.uuid,
+      params: { vmId: g.uuid, memory: { size, node: 0 } },
+    });
   }
   expect(stats!.memSize).toBe(1792);
   expect(await inactiveMemoryMiB(g)).toBe(1792);
-  const memTotal = await g.waitForMemTotal((k) => k > 0);
+  // The guest onlines the new blocks a little after libvirt reports them.
+  const memTotal = await g.waitForMemTotal((k) => k >= memTotal0 + 768 * 1024 - 1024, 60_000);
   return { g, stats: stats!, memTotal };
 }
 
 function sizesOf(unplugged: { alias: string }[], stats: Stats): number[] {
-  return unplugged.map((u) => stats.memoryDevices.find((x) => x.alias === u.alias)!.size).sort((a, b) => b - a);
+  return unplugged
+    .map((u) => stats.memoryDevices.find((x) => x.alias === u.alias)!.size)
+    .sort((a, b) => b - a);
 }
 
 beforeAll(async () => {
   await hostReady();
-  d = await startDaemon();
+  d = await startDaemon({ domainPrefix: 'vmhostd-test-sm-' });
   c = await Client.connect(d.url);
 });
 afterAll(async () => {
@@ -115,7 +127,10 @@ describe('VM.setMemory: the feature page worked example', () => {
     // Someone edits the next-run definition to 2048 MiB.
     const xml = (await virsh('dumpxml', '--inactive', g.name))
       .replace(/<memory unit='KiB'>\d+<\/memory>/, `<memory unit='KiB'>${2048 * 1024}</memory>`)
-      .replace(/<currentMemory unit='KiB'>\d+<\/currentMemory>/, `<currentMemory unit='KiB'>${2048 * 1024}</currentMemory>`)
+      .replace(
+        /<currentMemory unit='KiB'>\d+<\/currentMemory>/,
+        `<currentMemory unit='KiB'>${2048 * 1024}</currentMemory>`,
+      )
       .replace(/(<cell [^>]*memory=')\d+(')/, `$1${2048 * 1024}$2`);
     const { writeFile, mkdtemp } = await import('node:fs/promises');
     const dir = await mkdtemp('/tmp/vmhostd-test-');

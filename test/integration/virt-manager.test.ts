@@ -13,6 +13,8 @@ import { type Guest, hostReady, useGuests, virsh } from '../helpers/guest.js';
 let client: LibvirtClient;
 let vms: VmManager;
 const guests = useGuests();
+/** Other test files' daemons share this libvirtd: stay out of their VMs. */
+const ownVms = (name: string) => name.startsWith('vmhostd-test-virt-');
 const MiB = 1024 * 1024;
 
 beforeAll(async () => {
@@ -22,6 +24,7 @@ beforeAll(async () => {
     log: pino({ level: process.env.VMHOST_TEST_LOG ?? 'silent' }),
     unplugTimeoutMs: 30_000,
     dimmAlignmentMiB: 128,
+    manages: ownVms,
   });
 });
 
@@ -191,6 +194,7 @@ describe('VmManager on a real libvirtd', () => {
       log: pino({ level: 'silent' }),
       unplugTimeoutMs: 30_000,
       dimmAlignmentMiB: 128,
+      manages: ownVms,
     });
     try {
       expect(other.stats(g.uuid).memoryDevices.find((d) => d.alias === 'ua-s1')?.state).toBe('unplugging');
