@@ -21,12 +21,14 @@ export interface GuestDomainSpec {
 
 // Kernel command line per kind. All share: serial console, a quiet kernel (its
 // messages would interleave with our protocol lines), and TCG speed-ups
-// (no KASLR/mitigations, skip timer checks, no PS/2 probing).
+// (no KASLR/mitigations, skip timer checks, no PS/2 probing). THP off keeps
+// min_free_kbytes small, which the rejecting guest's pinning relies on.
 const COMMON_CMDLINE = [
   'console=ttyS0',
   'quiet',
   'loglevel=1',
   'panic=-1',
+  'transparent_hugepage=never',
   'nokaslr',
   'mitigations=off',
   'no_timer_check',

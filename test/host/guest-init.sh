@@ -16,9 +16,14 @@ mount -t devtmpfs devtmpfs /dev
 exec </dev/null >/dev/ttyS0 2>&1
 
 kind=cooperative
+debug=
 for arg in $(cat /proc/cmdline); do
-  case $arg in vmhost.kind=*) kind=${arg#vmhost.kind=} ;; esac
+  case $arg in
+  vmhost.kind=*) kind=${arg#vmhost.kind=} ;;
+  vmhost.debug) debug=1 ;;
+  esac
 done
+dbg() { [ -n "$debug" ] && echo "VMHOST-GUEST DEBUG $*"; }
 
 # Builtins only in the hot loop: every fork is slow under TCG.
 memtotal() {
@@ -43,50 +48,122 @@ online_blocks() {
   done
 }
 
+# Free and high-watermark KiB of ZONE_NORMAL. Below 4 GiB guest-physical all
+# base memory is DMA32, so (for base memory up to ~3 GiB) ZONE_NORMAL holds
+# only hot-plugged blocks onlined as kernel memory. Kernel and page-cache
+# allocations try ZONE_NORMAL first.
+normal_zone() {
+  NORMAL_FREE=0
+  NORMAL_HIGH=0
+  inzone=
+  while read -r a b c d _; do
+    if [ "$a" = Node ]; then
+      inzone=
+      [ "$c" = zone ] && [ "$d" = Normal ] && inzone=1
+      continue
+    fi
+    [ -n "$inzone" ] || continue
+    [ "$a $b" = "pages free" ] && NORMAL_FREE=$((c * 4))
+    [ "$a" = high ] && NORMAL_HIGH=$((b * 4))
+  done </proc/zoneinfo
+}
+
+uptime_cs() {
+  read -r up _ </proc/uptime
+  UPTIME_CS=${up%.*}${up#*.}
+}
+
 # Rejecting guest: get unmovable kernel objects (dentries + inodes of empty
-# directories on a ramfs) into the new block. Freshly onlined pages sit at the
-# tail of the free lists, so first eat most free memory with movable page cache
-# (a ramfs file), leaving mostly the new block free, then create directories,
-# then give the filler back. Verify by offlining the block ourselves: if that
-# succeeds the pin missed, so re-online it and try again with more directories.
-pin_block() {
-  blk=$1
-  dir=/pins/$blk
+# directories on a ramfs) into one block of the new DIMM; one unmovable page
+# in any block makes the guest refuse the whole DIMM. Freshly onlined pages sit
+# at the tail of the free lists, so first eat ZONE_NORMAL's free memory with an
+# unreclaimable ramfs file, leaving ~32 MiB (less than a 128 MiB block) free in
+# the newest block, then create directories, then give the filler back. Verify
+# by offlining the blocks ourselves: if one refuses, the DIMM is pinned; if all
+# succeed the pin missed, so re-online them and try again with more directories.
+pin_dimm() { # group-name t0 blocks...
+  group=$1
+  t0=$2
+  shift 2
+  dir=/pins/$group
   mkdir -p "$dir" /fill
   mount -t ramfs ramfs /fill
   tries=0
   dirs=0
   n=4000
-  while [ $tries -lt 12 ]; do
+  while [ $tries -lt 10 ]; do
     tries=$((tries + 1))
-    memfree
-    # Leave ~40 MiB free: enough headroom, less than one 128 MiB block.
-    fill=$(((MEMFREE - 40960) / 1024))
+    normal_zone
+    fill=$(((NORMAL_FREE - NORMAL_HIGH - 32768) / 1024))
+    dbg "group=$group try=$tries normal_free=$NORMAL_FREE high=$NORMAL_HIGH fill_mib=$fill"
     [ $fill -gt 0 ] && dd if=/dev/zero of=/fill/f bs=1048576 count=$fill 2>/dev/null
     mkdir -p "$dir/$tries"
     (cd "$dir/$tries" && mkdir $(seq 1 $n))
     dirs=$((dirs + n))
+    normal_zone
+    dbg "dirs=$dirs normal_free=$NORMAL_FREE"
     rm -f /fill/f
-    if ! echo offline >"/sys/devices/system/memory/$blk/state" 2>/dev/null; then
+    pinned=
+    for blk in "$@"; do
+      if ! echo offline >"/sys/devices/system/memory/$blk/state" 2>/dev/null; then
+        pinned=$blk
+        break
+      fi
+    done
+    for blk in "$@"; do
+      read -r st <"/sys/devices/system/memory/$blk/state"
+      [ "$st" = offline ] && echo online_kernel >"/sys/devices/system/memory/$blk/state"
+    done
+    if [ -n "$pinned" ]; then
       umount /fill
-      echo "VMHOST-GUEST PINNED block=$blk tries=$tries dirs=$dirs"
+      uptime_cs
+      echo "VMHOST-GUEST PINNED block=$pinned dimm=$group tries=$tries dirs=$dirs ms=$(((UPTIME_CS - t0) * 10))"
       return 0
     fi
-    echo online_kernel >"/sys/devices/system/memory/$blk/state"
     n=$((n * 2 > 32000 ? 32000 : n * 2))
   done
   umount /fill
-  echo "VMHOST-GUEST PIN-FAILED block=$blk"
+  echo "VMHOST-GUEST PIN-FAILED dimm=$group blocks=$*"
   return 1
 }
 
-pinner() {
-  for blk in $1; do
-    [ -e "/pins/$blk.done" ] && continue
-    pin_block "$blk"
-    : >"/pins/$blk.done"
+# The ACPI memory device (one per DIMM) a block belongs to; the block itself if unknown.
+dimm_of() {
+  DIMM=$(readlink "/sys/devices/system/memory/$1/firmware_node" 2>/dev/null)
+  DIMM=${DIMM##*/}
+  [ -n "$DIMM" ] || DIMM=$1
+}
+
+# Rejecting guest: a watcher polling for new blocks every 0.1 s (the unplug
+# must not win the race against the pin), pinning one DIMM at a time.
+pin_watcher() {
+  while :; do
+    online_blocks
+    rm -f /pins/*.members
+    for blk in $ONLINE; do
+      case $BOOT_BLOCKS in *" $blk "*) continue ;; esac
+      dimm_of "$blk"
+      [ -e "/pins/$DIMM.done" ] || echo "$blk" >>"/pins/$DIMM.members"
+    done
+    for m in /pins/*.members; do
+      [ -e "$m" ] || continue
+      g=${m##*/}
+      g=${g%.members}
+      members=$(cat "$m")
+      uptime_cs
+      pin_dimm "$g" "$UPTIME_CS" $members
+      echo $members >"/pins/$g.done"
+    done
+    # A DIMM that went away after all gets pinned again if it comes back.
+    for done in /pins/*.done; do
+      [ -e "$done" ] || continue
+      read -r members <"$done" || members=
+      for blk in $members; do
+        case " $ONLINE " in *" $blk "*) ;; *) rm -f "$done" ;; esac
+      done
+    done
+    sleep 0.1
   done
-  rm -f /pins/.busy
 }
 
 memtotal
@@ -95,22 +172,10 @@ BOOT_BLOCKS=" $ONLINE "
 echo "VMHOST-GUEST READY memtotal_kib=$MEMTOTAL blocks=$BLOCKS kind=$kind"
 
 mkdir -p /pins
+[ "$kind" = rejecting ] && pin_watcher &
+
 while :; do
   memtotal
   echo "VMHOST-GUEST MEMTOTAL kib=$MEMTOTAL"
-  if [ "$kind" = rejecting ]; then
-    # One pinner at a time (it removes /pins/.busy when done); it skips blocks already handled.
-    if [ ! -e /pins/.busy ]; then
-      online_blocks
-      new=
-      for blk in $ONLINE; do
-        case $BOOT_BLOCKS in *" $blk "*) ;; *) [ -e "/pins/$blk.done" ] || new="$new $blk" ;; esac
-      done
-      if [ -n "$new" ]; then
-        : >/pins/.busy
-        pinner "$new" &
-      fi
-    fi
-  fi
   sleep 0.5
 done
