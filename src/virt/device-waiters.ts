@@ -1,7 +1,11 @@
 // Interest in the outcome of one DIMM's removal, registered before the
 // detach call because libvirt may deliver the event before its reply.
 
-export type RemovalOutcome = { kind: 'removed' } | { kind: 'rejected' } | { kind: 'vm-gone' };
+/** `refreshed`: the re-read of the VM that the device-removed event already started, for the waiter to reuse. */
+export type RemovalOutcome =
+  | { kind: 'removed'; refreshed?: Promise<unknown> }
+  | { kind: 'rejected' }
+  | { kind: 'vm-gone' };
 
 interface Waiter {
   uuid: string;

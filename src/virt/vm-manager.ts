@@ -473,7 +473,14 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     const current = this.vms.get(vm.uuid);
     switch (outcome.kind) {
       case 'removed': {
-        const after = (await this.refresh(vm.ref)) ?? current ?? vm;
+        // The event's re-read of the live XML started after the removal: it confirms it.
+        const reread = outcome.refreshed
+          ? outcome.refreshed.then(
+              () => this.vms.get(vm.uuid),
+              () => this.refresh(vm.ref),
+            )
+          : this.refresh(vm.ref);
+        const after = (await reread) ?? current ?? vm;
         unmark();
         after.meta.unplugging = after.meta.unplugging.filter((u) => u.alias !== alias);
         const memSize = after.dom.memory;
@@ -832,9 +839,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     l.deviceRemoved = (ev) => {
       if (!this.manages(ev.domain)) return;
       const uuid = ev.domain.uuid.toLowerCase();
-      this.waiters.settle(uuid, dimmAliasOf(ev.alias), { kind: 'removed' });
-      // The refresh finishes the bookkeeping when nobody waits (late removal).
-      this.background(this.refresh(ev.domain), 'refresh after device-removed', uuid);
+      // The refresh finishes the bookkeeping when nobody waits (late removal);
+      // a waiting unplug reuses it rather than reading the XML a second time.
+      const refreshed = this.refresh(ev.domain);
+      this.waiters.settle(uuid, dimmAliasOf(ev.alias), { kind: 'removed', refreshed });
+      this.background(refreshed, 'refresh after device-removed', uuid);
     };
     l.deviceRemovalFailed = (ev) => {
       if (!this.manages(ev.domain)) return;
