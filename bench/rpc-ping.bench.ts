@@ -8,8 +8,8 @@ import type { MethodSpec } from '../src/rpc/method.js';
 import { RpcServer } from '../src/rpc/server.js';
 import { type BenchResult, summarizeHigherIsBetter } from './lib.js';
 
-const SAMPLE_MS = 1500;
-const SAMPLES = 5;
+const SAMPLE_MS = 1000;
+const SAMPLES = 3;
 const WINDOW = 16; // requests kept in flight per connection
 
 const ping: MethodSpec = {

@@ -1,7 +1,11 @@
-// Runs every bench/*.bench.ts (or those named on the command line) and prints
-// a table; `--json` prints the raw results. Exit code 1 if any target failed.
+// Runs every bench/*.bench.ts (or those named on the command line), prints
+// one table and writes the results as JSON to bench/results/latest.json;
+// `--json` prints the JSON instead of the table. A bench that throws is
+// reported and the others still run. Exit code 1 if any target failed or
+// any bench threw.
 
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type BenchResult, formatResults } from './lib.js';
@@ -15,12 +19,47 @@ const files = readdirSync(here)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 
+const started = new Date();
+const loadBefore = loadavg();
 const all: BenchResult[] = [];
+const errors: { file: string; error: string }[] = [];
+const seconds: Record<string, number> = {};
 for (const f of files) {
   const mod = (await import(pathToFileURL(join(here, f)).href)) as { run?: () => Promise<BenchResult[]> };
   if (typeof mod.run !== 'function') continue;
   if (!json) console.error(`running ${f} ...`);
-  all.push(...(await mod.run()));
+  const t0 = performance.now();
+  try {
+    all.push(...(await mod.run()));
+  } catch (err) {
+    const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    errors.push({ file: f, error });
+    console.error(`${f} failed: ${error}`);
+  }
+  seconds[f] = Math.round((performance.now() - t0) / 100) / 10;
 }
-console.log(json ? JSON.stringify(all, null, 2) : formatResults(all));
-process.exitCode = all.some((r) => r.pass === false) ? 1 : 0;
+
+const report = {
+  started: started.toISOString(),
+  node: process.version,
+  cpus: cpus().length,
+  // Other engineers share this machine: the load says how quiet the run was.
+  loadavgBefore: loadBefore,
+  loadavgAfter: loadavg(),
+  secondsPerBench: seconds,
+  results: all,
+  errors,
+};
+const outDir = join(here, 'results');
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+if (json) {
+  console.log(JSON.stringify(report, null, 2));
+} else {
+  console.log(formatResults(all));
+  console.log(
+    `\nload average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${report.loadavgAfter.map((l) => l.toFixed(2)).join(' ')}; seconds per bench ${JSON.stringify(seconds)}`,
+  );
+  if (errors.length) console.log(`FAILED to run: ${errors.map((e) => e.file).join(', ')}`);
+}
+process.exitCode = all.some((r) => r.pass === false) || errors.length > 0 ? 1 : 0;
