@@ -243,7 +243,6 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
 
   private onData(chunk: Buffer): void {
     if (this.isClosed) return;
-    this.receivedSinceTick = true;
     let packets: Packet[];
     try {
       packets = this.parser.push(chunk);
@@ -251,6 +250,9 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
       this.fail(asProtocolError(e));
       return;
     }
+    // Liveness counts whole messages, as libvirt's keepalive does: bytes that only feed a
+    // packet which never completes (a corrupt length word) must not keep a dead stream alive.
+    if (packets.length > 0) this.receivedSinceTick = true;
     for (const p of packets) {
       if (this.isClosed) return;
       try {
