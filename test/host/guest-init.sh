@@ -4,10 +4,10 @@
 #   VMHOST-GUEST READY memtotal_kib=<n> blocks=<online memory blocks>   (once)
 #   VMHOST-GUEST MEMTOTAL kib=<n>                                        (every 0.5 s)
 # The guest kind comes from the kernel command line (vmhost.kind=...). A
-# rejecting guest additionally pins kernel memory in every memory block that
-# appears after boot and reports it:
-#   VMHOST-GUEST PINNED block=<memoryN> tries=<n> dirs=<n>
-#   VMHOST-GUEST PIN-FAILED block=<memoryN>    (could not pin: the guest would release it)
+# rejecting guest additionally pins kernel memory in every DIMM that appears
+# after boot and reports it (one line per DIMM):
+#   VMHOST-GUEST PINNED block=<memoryN> dimm=<ACPI device> tries=<n> dirs=<n> ms=<n>
+#   VMHOST-GUEST PIN-FAILED dimm=<ACPI device> blocks=<..>   (could not pin: it would release it)
 
 export PATH=/bin
 mount -t proc proc /proc
@@ -29,11 +29,6 @@ dbg() { [ -n "$debug" ] && echo "VMHOST-GUEST DEBUG $*"; }
 memtotal() {
   while read -r key val _; do
     [ "$key" = MemTotal: ] && { MEMTOTAL=$val; return; }
-  done </proc/meminfo
-}
-memfree() {
-  while read -r key val _; do
-    [ "$key" = MemFree: ] && { MEMFREE=$val; return; }
   done </proc/meminfo
 }
 online_blocks() {
