@@ -10,7 +10,8 @@ die() { printf '[setup-host] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts libvirtd)"
 
 PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
-  busybox-static python3-libvirt cpio)
+  busybox-static python3-libvirt cpio openssl systemd)
+# openssl: the lab PKI of the TLS tests; systemd: systemd-analyze verify of our unit.
 QEMU_CONF=/etc/libvirt/qemu.conf
 # Bump when the qemu.conf content below changes so existing hosts get it rewritten.
 CONF_MARK='# vmhostd-test-host qemu.conf v1'

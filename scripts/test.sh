@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test suite on a fresh Debian 12 host, as root: stands up the test host
+# (Debian packages, libvirtd, the guest kernel and initramfs; all idempotent,
+# instant when already done), installs npm packages if missing, then runs the
+# unit, integration (real libvirtd + QEMU guests) and disruptive tests.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash test/host/setup-host.sh
+bash test/host/build-guest.sh
+[[ -d node_modules ]] || npm ci --no-audit --no-fund
+npm test
