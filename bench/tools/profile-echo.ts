@@ -1,7 +1,7 @@
 // Profiling aid (not a bench): the echo server under --cpu-prof at full rate, top self-time functions.
 // usage: node --import tsx bench/tools/profile-echo.ts [SECONDS]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
