@@ -44,6 +44,7 @@ describe('loadConfig defaults', () => {
     expect(c.libvirt).toEqual({
       uri: 'qemu:///system',
       socket: '',
+      domainPrefix: '',
       callTimeoutS: 60,
       keepaliveIntervalS: 5,
       keepaliveCount: 5,
