@@ -6,7 +6,7 @@ import { apiMethods } from './api/index.js';
 import { forwardNotifications } from './api/notifications.js';
 import { ConfigError, type DaemonConfig, helpText, loadConfig } from './config/config.js';
 import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
-import { createLogger } from './log.js';
+import { createLogger, flushLogger } from './log.js';
 import { RpcServer } from './rpc/server.js';
 import { API_VERSION, DAEMON_VERSION, formatLibvirtVersion } from './version.js';
 import { VmManager } from './virt/vm-manager.js';
@@ -158,27 +158,32 @@ export async function main(argv: string[]): Promise<void> {
   const log = createLogger({ level: config.log.level, pretty: config.log.pretty });
   const abort = new AbortController();
   let daemon: Daemon | undefined;
+  const exit = (code: number) => {
+    void flushLogger(log).then(() => process.exit(code));
+  };
   const onSignal = (sig: string) => {
     log.info({ signal: sig }, 'signal received');
     abort.abort();
-    if (!daemon) process.exit(0);
+    if (!daemon) return exit(0);
     daemon.stop().then(
-      () => process.exit(0),
+      () => exit(0),
       (err: unknown) => {
         log.error({ err }, 'unclean shutdown');
-        process.exit(1);
+        exit(1);
       },
     );
   };
+  // Logs are buffered: a crash must still leave its reason in the journal.
+  process.once('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    exit(70);
+  });
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
   try {
     daemon = await startDaemon(config, log, abort.signal);
   } catch (err) {
     log.fatal({ err }, 'failed to start');
-    process.exitCode = 1;
-    // Flush pino before exiting with the error.
-    log.flush();
-    setTimeout(() => process.exit(1), 100).unref();
+    exit(1);
   }
 }

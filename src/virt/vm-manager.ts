@@ -289,6 +289,8 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       this.log.warn({ pendingVms: this.ops.size, boundMs: bound }, 'closing with operations still in flight');
     }
     clearTimeout(timer);
+    // Metadata writes left behind by finished operations land before we go.
+    await Promise.race([Promise.all([...this.vms.values()].map((vm) => vm.metaWrite)), timedOut]);
     this.unsubscribe();
   }
 
@@ -486,7 +488,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         const memSize = after.dom.memory;
         const g = o.guaranteed ?? after.meta.guaranteedMiB ?? memSize;
         after.meta.guaranteedMiB = Math.min(g, memSize);
-        await this.persistMeta(after).catch((err: unknown) =>
+        // Clearing the mark is off the reply's path: the removal is already
+        // confirmed by libvirt, and if we died before the write landed the
+        // restart would only report the removal once more (late: true).
+        // Writes to one domain's metadata stay ordered (persistMeta chains them).
+        void this.persistMeta(after).catch((err: unknown) =>
           op('metadata update failed', libvirtDetails(err)),
         );
         if (nextRunMatch && after.inactiveMemoryKiB !== null) {
