@@ -63,6 +63,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
   private readonly pending = new Map<number, Pending>();
   private serial = 0;
   private isClosed = false;
+  private corked = false;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private receivedSinceTick = false;
   private missedTicks = 0;
@@ -163,8 +164,25 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
         }, timeoutMs);
       }
       this.pending.set(serial, p);
-      this.socket.write(packet);
+      this.write(packet);
     });
+  }
+
+  /**
+   * Calls issued in the same tick leave in one write: syscalls, not encoding,
+   * dominate a call's cost (the daemon re-reads state and XML together, and
+   * hundreds of VMs' operations can start at once).
+   */
+  private write(packet: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(packet);
   }
 
   /**
@@ -229,7 +247,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
 
   private sendKeepalive(proc: number): void {
     if (this.isClosed) return;
-    this.socket.write(
+    this.write(
       encodePacket({
         prog: KEEPALIVE_PROGRAM,
         vers: KEEPALIVE_PROTOCOL_VERSION,

@@ -441,8 +441,6 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         ...libvirtDetails(err),
       });
     }
-    // Shown as unplugging once the mark is durable in the domain's metadata.
-    this.publish(vm);
     op('marked unplugging');
 
     // Interest first: libvirt may send the event before the detach reply.
@@ -453,11 +451,14 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     });
     let outcome: WaitOutcome;
     try {
-      op('detach requested');
       const detach = this.client.detachDeviceFlags(vm.ref, xml, DomainAffect.LIVE).then(
         () => ({ kind: 'detached' as const }),
         (err: unknown) => ({ kind: 'detach-failed' as const, err }),
       );
+      op('detach requested');
+      // Shown as unplugging now that the mark is durable; published once the
+      // detach is on its way, to keep the notification off the critical path.
+      this.publish(vm);
       const first = await Promise.race([waiter.promise, timeout, detach]);
       if (first.kind === 'detached') {
         op('detach accepted, waiting for the guest');

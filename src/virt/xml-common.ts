@@ -7,13 +7,16 @@ export const ATTR = '@_';
 /** Parser for reading: values stay strings, arrays where libvirt can repeat. */
 export function makeReader(arrayPaths: readonly string[]): XMLParser {
   const set = new Set(arrayPaths);
+  // Rendering the path is the costly part of the callback: only do it for tag
+  // names that can be arrays at all.
+  const names = new Set(arrayPaths.map((p) => p.slice(p.lastIndexOf('.') + 1)));
   return new XMLParser({
     ignoreAttributes: false,
     attributeNamePrefix: ATTR,
     parseTagValue: false,
     parseAttributeValue: false,
     trimValues: true,
-    isArray: (_name, jpath) => set.has(String(jpath)),
+    isArray: (name, jpath) => names.has(name) && set.has(String(jpath)),
   });
 }
 
