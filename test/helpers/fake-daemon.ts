@@ -12,6 +12,7 @@ export interface FakeDaemonOptions {
   args?: string[];
   unplugTimeoutS?: number;
   logLevel?: string;
+  env?: Record<string, string>;
 }
 
 export interface FakeDaemon {
@@ -33,7 +34,12 @@ export async function startOnFake(fake: FakeLibvirtd, o: FakeDaemonOptions = {})
   args.push(...(o.args ?? []));
   let daemon: DaemonProcess;
   try {
-    daemon = await startDaemon({ libvirtSocket: fake.socketPath, unplugTimeoutS: o.unplugTimeoutS, args });
+    daemon = await startDaemon({
+      libvirtSocket: fake.socketPath,
+      unplugTimeoutS: o.unplugTimeoutS,
+      args,
+      env: o.env,
+    });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
