@@ -97,9 +97,19 @@ interface VmRecord {
 
 type OpLog = (step: string, extra?: Record<string, unknown>) => void;
 
-type WaitOutcome = RemovalOutcome | { kind: 'timeout' } | { kind: 'libvirt-error'; err: unknown };
+type WaitOutcome =
+  | RemovalOutcome
+  | { kind: 'timeout' }
+  | { kind: 'libvirt-error'; err: unknown }
+  | { kind: 'disconnected'; err: unknown };
 
 const DOWN_STATE: DomainStateInfo = { state: 5, reason: 0 };
+
+/**
+ * How long an unplug whose detach lost the libvirt connection waits for the
+ * reconnect (whose resync may show the DIMM gone) before failing clearly.
+ */
+const RECONNECT_GRACE_MS = 5_000;
 
 /** How long a detach that failed because QEMU went away waits for the stop event. */
 const STOP_GRACE_MS = 3_000;
@@ -512,6 +522,19 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         this.emit('deviceRemoved', vm.uuid, { alias, memSize, late: false });
         return { memSize, memGuaranteedSize: after.stats.memGuaranteedSize };
       }
+      case 'disconnected': {
+        // The request may have reached the guest: like a timeout, the removal
+        // stays requested and a later release is reported (late: true).
+        vm.inFlight.delete(alias);
+        this.publish(current ?? vm);
+        op('failed: libvirt connection lost, removal stays requested', libvirtDetails(outcome.err));
+        throw new VirtError(
+          'hotunplug',
+          'libvirt-error',
+          `lost the connection to libvirt while unplugging ${alias}; the removal may still complete: the DIMM stays unplugging and a late device_removed follows if the guest releases it`,
+          { alias, ...libvirtDetails(outcome.err) },
+        );
+      }
       case 'timeout': {
         // The removal stays requested: the mark stays, and a later
         // device-removed event finishes the bookkeeping (late: true).
@@ -566,7 +589,18 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     if (err instanceof Error && /rejected by the guest/i.test(err.message)) return { kind: 'rejected' };
     // The request may have gone through before the connection dropped; the
     // resync after reconnecting settles the waiter if the DIMM is gone.
-    if (err instanceof LibvirtConnectionError) return Promise.race([waiter, timeout]);
+    if (err instanceof LibvirtConnectionError) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<null>((r) => {
+        timer = setTimeout(() => r(null), RECONNECT_GRACE_MS);
+      });
+      const settled = await Promise.race([waiter, timeout, grace]);
+      clearTimeout(timer);
+      if (settled) return settled;
+      // Still cut off: say so now rather than at the timeout.
+      if (!this.client.connected) return { kind: 'disconnected', err };
+      return Promise.race([waiter, timeout]);
+    }
     // A VM stopping under the detach makes it fail with whatever libvirt says.
     if (err instanceof LibvirtError) {
       if (!(await this.stillActive(vm))) return { kind: 'vm-gone' };
