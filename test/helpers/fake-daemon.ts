@@ -54,20 +54,7 @@ export async function startOnFake(fake: FakeLibvirtd, o: FakeDaemonOptions = {})
   };
 }
 
-/** Resolves once `probe` yields a value (state owned by another process: polled every 20 ms); rejects at the deadline. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { waitFor } from './wait.js';
 
 /** Resident set size of a process in KiB (VmRSS from /proc). */
 export function rssKiB(pid: number): number {

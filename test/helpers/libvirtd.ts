@@ -2,7 +2,7 @@
 // (QEMU processes) survive it, as on a real host.
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { until } from './virsh.js';
+import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -25,12 +25,12 @@ async function answers(): Promise<boolean> {
 
 export async function stopLibvirtd(): Promise<void> {
   for (const pid of libvirtdPids()) process.kill(pid, 'SIGTERM');
-  await until('libvirtd to exit', async () => libvirtdPids().length === 0, 30_000, 100);
+  await waitFor('libvirtd to exit', async () => libvirtdPids().length === 0, 30_000, 100);
 }
 
 export async function startLibvirtd(): Promise<void> {
   if (libvirtdPids().length === 0) await run('libvirtd', ['-d']);
-  await until('libvirtd to answer', answers, 60_000, 200);
+  await waitFor('libvirtd to answer', answers, 60_000, 200);
 }
 
 export async function restartLibvirtd(): Promise<void> {

@@ -5,6 +5,7 @@
 // and rejecting / silent guests.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AddDomainOptions } from '../fakes/fake-libvirtd.js';
+import type { Stats } from '../helpers/api-types.js';
 import {
   type FakeDaemon,
   type FakeDaemonOptions,
@@ -13,19 +14,6 @@ import {
   waitFor,
 } from '../helpers/fake-daemon.js';
 import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
-
-interface Dimm {
-  alias: string;
-  size: number;
-  node: number;
-  state: string;
-}
-interface Stats {
-  memSize: number;
-  memGuaranteedSize: number;
-  hash: string;
-  memoryDevices: Dimm[];
-}
 
 let fake: FakeLibvirtd;
 let fd: FakeDaemon | undefined;

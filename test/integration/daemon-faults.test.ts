@@ -1,22 +1,12 @@
 // Faults a real host produces: the daemon killed mid-unplug, the VM destroyed
 // mid-unplug, the client gone mid-unplug. Real libvirtd, real guests.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Dimm, Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { hostReady, useGuests } from '../helpers/guest.js';
 import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
-import { liveDimmAliases, until } from '../helpers/virsh.js';
-
-interface Dimm {
-  alias: string;
-  size: number;
-  node: number;
-  state: string;
-}
-interface Stats {
-  memSize: number;
-  memGuaranteedSize: number;
-  memoryDevices: Dimm[];
-}
+import { liveDimmAliases } from '../helpers/virsh.js';
+import { waitFor } from '../helpers/wait.js';
 
 const guests = useGuests();
 let daemons: DaemonProcess[] = [];
@@ -60,7 +50,7 @@ describe('daemon faults on a real host', () => {
     await d.kill();
 
     // The guest releases the DIMM while no daemon runs.
-    await until(
+    await waitFor(
       'libvirt to drop the DIMM',
       async () => !(await liveDimmAliases(g.name)).includes(dimm.alias),
       60_000,

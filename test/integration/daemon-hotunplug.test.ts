@@ -2,25 +2,10 @@
 // real libvirtd and real TCG guests that really release, reject or ignore
 // DIMM unplugs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Dimm, Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, startGuest } from '../helpers/guest.js';
 import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
-
-interface Dimm {
-  alias: string;
-  size: number;
-  node: number;
-  slot: number;
-  base: string;
-  state: 'plugged' | 'unplugging';
-}
-interface Stats {
-  vmId: string;
-  memSize: number;
-  memGuaranteedSize: number;
-  hash: string;
-  memoryDevices: Dimm[];
-}
 
 const MiB = 1024;
 

@@ -2,21 +2,11 @@
 // call clearly instead of hanging, reconnects with backoff, re-registers its
 // event callbacks and reconciles. Runs alone (it restarts the shared libvirtd).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, startGuest } from '../helpers/guest.js';
 import { startLibvirtd, stopLibvirtd } from '../helpers/libvirtd.js';
 import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
-
-interface Dimm {
-  alias: string;
-  size: number;
-  node: number;
-  state: string;
-}
-interface Stats {
-  memSize: number;
-  memoryDevices: Dimm[];
-}
 
 describe('libvirtd restart under the daemon', () => {
   let coop: Guest;

@@ -2,30 +2,11 @@
 // persistent cooperative guest, once through JSON-RPC and once by sending the
 // page's REST request verbatim.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SetMemoryResult, Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, useGuests } from '../helpers/guest.js';
 import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
 import { virsh } from '../helpers/virsh.js';
-
-interface Dimm {
-  alias: string;
-  size: number;
-  node: number;
-  state: string;
-}
-interface Stats {
-  memSize: number;
-  memGuaranteedSize: number;
-  hash: string;
-  memoryDevices: Dimm[];
-}
-interface SetMemoryResult {
-  memSize: number;
-  memGuaranteedSize: number;
-  unplugged: { alias: string; size: number }[];
-  failed: { alias: string; reason: string }[];
-  nextRun: { updated: boolean; memory: number; guaranteed: number };
-}
 
 const MiB = 1024 * 1024;
 const guests = useGuests();
