@@ -245,7 +245,8 @@ async function events(
       vmId === only ||
       vmId === c.vm.toLowerCase() ||
       (vmId && names.get(vmId) === c.vm);
-    if (!wanted) return;
+    // Several notifications can arrive in one read: --count N prints exactly N.
+    if (!wanted || (c.count !== undefined && seen >= c.count)) return;
     const at = new Date(io.now ? io.now() : Date.now());
     if (vmId && n.method.startsWith('|virt|VM_status|')) {
       const name = toVmStats(n.params).vmName;
