@@ -2,11 +2,16 @@
 # The test suite on a fresh Debian 12 host, as root: stands up the test host
 # (Debian packages, libvirtd, the guest kernel and initramfs; all idempotent,
 # instant when already done), installs npm packages if missing, then runs the
-# unit, integration (real libvirtd + QEMU guests) and disruptive tests.
+# unit, integration (real libvirtd + QEMU guests) and disruptive tests, and
+# ends with one line of totals.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash test/host/setup-host.sh
 bash test/host/build-guest.sh
 [[ -d node_modules ]] || npm ci --no-audit --no-fund
-npm test
+rm -rf .cache/test-results
+rc=0
+npm test || rc=$?
+node scripts/test-summary.mjs
+exit "$rc"
