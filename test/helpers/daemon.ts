@@ -17,6 +17,8 @@ export interface DaemonOptions {
   unplugTimeoutS?: number;
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Serve the web console (from the config's default, <package root>/web); off by default. */
+  console?: boolean;
 }
 
 export interface LogLine {
@@ -119,7 +121,8 @@ export class DaemonProcess {
 
 /** Spawns the daemon and resolves once it logged "ready". */
 export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProcess> {
-  const args = ['--import', 'tsx', entry, '--listen', '127.0.0.1:0', '--log-level', 'debug', '--no-console'];
+  const args = ['--import', 'tsx', entry, '--listen', '127.0.0.1:0', '--log-level', 'debug'];
+  if (!opts.console) args.push('--no-console');
   if (opts.libvirtSocket) args.push('--libvirt-socket', opts.libvirtSocket);
   if (opts.domainPrefix) args.push('--domain-prefix', opts.domainPrefix);
   if (opts.unplugTimeoutS !== undefined) args.push('--unplug-timeout', String(opts.unplugTimeoutS));
