@@ -13,25 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ReceivedXml } from '../fakes/fake-libvirtd.js';
 import { type FakeDaemon, FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
+import { hostileValue, type JsonNode, jsonText, raw } from '../helpers/hostile-json.js';
 
-// ---- JSON text built by hand, so keys like __proto__ stay own properties and
-// numbers JSON.stringify cannot write (1e400, -0) can be sent. ----
-type Node =
-  | { t: 'raw'; text: string }
-  | { t: 'arr'; items: Node[] }
-  | { t: 'obj'; entries: [string, Node][] };
-
-function text(n: Node): string {
-  if (n.t === 'raw') return n.text;
-  if (n.t === 'arr') return `[${n.items.map(text).join(',')}]`;
-  return `{${n.entries.map(([k, v]) => `${JSON.stringify(k)}:${text(v)}`).join(',')}}`;
-}
-const raw = (v: unknown): Node => ({ t: 'raw', text: JSON.stringify(v) ?? 'null' });
 const obj = (
-  r: Record<string, Node | undefined>,
-  extra?: [string, Node] | null,
-  entries: [string, Node][] = [],
-): Node => {
+  r: Record<string, JsonNode | undefined>,
+  extra?: [string, JsonNode] | null,
+  entries: [string, JsonNode][] = [],
+): JsonNode => {
   for (const [k, v] of Object.entries(r)) if (v !== undefined) entries.push([k, v]);
   if (extra) entries.push(extra);
   return { t: 'obj', entries };
@@ -65,7 +53,7 @@ const nastyString = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 20 }).map((s) => `${s}<evil`),
 );
 
-const nastyNumber: fc.Arbitrary<Node> = fc.oneof(
+const nastyNumber: fc.Arbitrary<JsonNode> = fc.oneof(
   fc.integer().map(raw),
   fc.double({ noNaN: true, noDefaultInfinity: true }).map(raw),
   fc
@@ -83,7 +71,7 @@ const nastyNumber: fc.Arbitrary<Node> = fc.oneof(
       '-1',
       '0',
     )
-    .map((t): Node => ({ t: 'raw', text: t })),
+    .map((t): JsonNode => ({ t: 'raw', text: t })),
 );
 
 const nastyKey = fc.constantFrom(
@@ -98,26 +86,13 @@ const nastyKey = fc.constantFrom(
   '💥',
 );
 
-const deep: fc.Arbitrary<Node> = fc.tuple(fc.integer({ min: 50, max: 5000 }), fc.boolean()).map(
-  ([n, arr]): Node => ({
-    t: 'raw',
-    text: arr ? `${'['.repeat(n)}${']'.repeat(n)}` : `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`,
-  }),
-);
-
-const { value } = fc.letrec<{ value: Node }>((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    nastyString.map(raw),
-    nastyNumber,
-    fc.constantFrom(raw(true), raw(false), raw(null)),
-    deep,
-    fc.array(tie('value'), { maxLength: 4 }).map((items): Node => ({ t: 'arr', items })),
-    fc
-      .array(fc.tuple(nastyKey, tie('value')), { maxLength: 4 })
-      .map((entries): Node => ({ t: 'obj', entries })),
-  ),
-}));
+const value = hostileValue({
+  strings: nastyString,
+  numbers: nastyNumber,
+  keys: nastyKey,
+  deep: { min: 50, max: 5000 },
+  maxLength: 4,
+});
 
 describe('hostile JSON-RPC at a running daemon on the fake libvirtd', () => {
   let fake: FakeLibvirtd;
@@ -242,12 +217,12 @@ describe('hostile JSON-RPC at a running daemon on the fake libvirtd', () => {
             same && i.t === 'obj'
               ? {
                   ...i,
-                  entries: [['vmId', id] as [string, Node], ...i.entries.filter(([k]) => k !== 'vmId')],
+                  entries: [['vmId', id] as [string, JsonNode], ...i.entries.filter(([k]) => k !== 'vmId')],
                 }
               : i;
           return obj({ vmID: id, params: ii, timeout: t }, x);
         });
-    const methodAndParams: fc.Arbitrary<[string | Node, Node | undefined]> = fc.oneof(
+    const methodAndParams: fc.Arbitrary<[string | JsonNode, JsonNode | undefined]> = fc.oneof(
       {
         weight: 1,
         arbitrary: fc.tuple(
@@ -323,7 +298,7 @@ describe('hostile JSON-RPC at a running daemon on the fake libvirtd', () => {
       })
       .map((r) => {
         const [m, p] = r.mp;
-        const entries: [string, Node][] = [
+        const entries: [string, JsonNode][] = [
           ['jsonrpc', r.jsonrpc],
           ['method', typeof m === 'string' ? raw(m) : m],
         ];
@@ -335,10 +310,10 @@ describe('hostile JSON-RPC at a running daemon on the fake libvirtd', () => {
         else if (r.idKind === 'weird') entries.push(['id', r.weirdId]);
         if (p) entries.push(['params', p]);
         if (r.extra) entries.push(r.extra);
-        return { node: { t: 'obj', entries } as Node, id };
+        return { node: { t: 'obj', entries } as JsonNode, id };
       });
     const message = fc.oneof(
-      { weight: 8, arbitrary: envelope.map((e) => ({ text: text(e.node), ids: e.id ? [e.id] : [] })) },
+      { weight: 8, arbitrary: envelope.map((e) => ({ text: jsonText(e.node), ids: e.id ? [e.id] : [] })) },
       {
         weight: 2,
         arbitrary: fc
@@ -350,11 +325,11 @@ describe('hostile JSON-RPC at a running daemon on the fake libvirtd', () => {
             { maxLength: 6 },
           )
           .map((items) => ({
-            text: text({ t: 'arr', items: items.map((i) => i.node) }),
+            text: jsonText({ t: 'arr', items: items.map((i) => i.node) }),
             ids: items.flatMap((i) => (i.id ? [i.id] : [])),
           })),
       },
-      { weight: 1, arbitrary: value.map((node) => ({ text: text(node), ids: [] as string[] })) },
+      { weight: 1, arbitrary: value.map((node) => ({ text: jsonText(node), ids: [] as string[] })) },
       { weight: 1, arbitrary: fc.string({ maxLength: 100 }).map((t) => ({ text: t, ids: [] as string[] })) },
     );
 

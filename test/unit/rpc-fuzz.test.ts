@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MethodSpec } from '../../src/rpc/method.js';
 import type { RpcServer } from '../../src/rpc/server.js';
+import { hostileValue, type JsonNode, jsonText, raw } from '../helpers/hostile-json.js';
 import { LogCapture, startServer, TestClient, testMethods } from './rpc/helpers.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -75,20 +76,6 @@ function fuzzMethod(seen: { ok: number; violations: unknown[] }): MethodSpec {
   };
 }
 
-// ---- JSON text built by hand, so keys like __proto__ stay own properties and
-// numbers JSON.stringify cannot write (1e400, -0, 1E+999) can be sent. ----
-type Node =
-  | { t: 'raw'; text: string }
-  | { t: 'arr'; items: Node[] }
-  | { t: 'obj'; entries: [string, Node][] };
-
-function text(n: Node): string {
-  if (n.t === 'raw') return n.text;
-  if (n.t === 'arr') return `[${n.items.map(text).join(',')}]`;
-  return `{${n.entries.map(([k, v]) => `${JSON.stringify(k)}:${text(v)}`).join(',')}}`;
-}
-const raw = (v: unknown): Node => ({ t: 'raw', text: JSON.stringify(v) ?? 'null' });
-
 const nastyString = fc.oneof(
   fc.string(),
   fc.string({ unit: 'grapheme', maxLength: 40 }),
@@ -112,7 +99,7 @@ const nastyString = fc.oneof(
   ),
 );
 
-const nastyNumber: fc.Arbitrary<Node> = fc.oneof(
+const nastyNumber: fc.Arbitrary<JsonNode> = fc.oneof(
   fc.integer().map(raw),
   fc.integer({ min: 0, max: 70000 }).map(raw),
   fc.double({ noNaN: true, noDefaultInfinity: true }).map(raw),
@@ -129,7 +116,7 @@ const nastyNumber: fc.Arbitrary<Node> = fc.oneof(
       '63',
       '64',
     )
-    .map((t): Node => ({ t: 'raw', text: t })),
+    .map((t): JsonNode => ({ t: 'raw', text: t })),
 );
 
 const nastyKey = fc.oneof(
@@ -148,29 +135,16 @@ const nastyKey = fc.oneof(
   fc.string({ maxLength: 12 }),
 );
 
-const deep: fc.Arbitrary<Node> = fc.tuple(fc.integer({ min: 100, max: 20000 }), fc.boolean()).map(
-  ([n, arr]): Node => ({
-    t: 'raw',
-    text: arr ? `${'['.repeat(n)}${']'.repeat(n)}` : `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`,
-  }),
-);
-
-const { value } = fc.letrec<{ value: Node }>((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    nastyString.map(raw),
-    nastyNumber,
-    fc.constantFrom(raw(true), raw(false), raw(null)),
-    deep,
-    fc.array(tie('value'), { maxLength: 5 }).map((items): Node => ({ t: 'arr', items })),
-    fc
-      .array(fc.tuple(nastyKey, tie('value')), { maxLength: 5 })
-      .map((entries): Node => ({ t: 'obj', entries })),
-  ),
-}));
+const value = hostileValue({
+  strings: nastyString,
+  numbers: nastyNumber,
+  keys: nastyKey,
+  deep: { min: 100, max: 20000 },
+  maxLength: 5,
+});
 
 /** Params that are often nearly (or fully) valid, so the schema edge is exercised. */
-const nearlyValidParams: fc.Arbitrary<Node> = fc
+const nearlyValidParams: fc.Arbitrary<JsonNode> = fc
   .record(
     {
       vmID: fc.oneof(fc.uuid().map(raw), value),
@@ -185,8 +159,8 @@ const nearlyValidParams: fc.Arbitrary<Node> = fc
           },
           { requiredKeys: [] },
         )
-        .map((r): Node => {
-          const entries: [string, Node][] = [];
+        .map((r): JsonNode => {
+          const entries: [string, JsonNode][] = [];
           for (const k of ['size', 'node', 'alias', 'tags'] as const) {
             const v = r[k];
             if (v !== undefined) entries.push([k, v]);
@@ -200,8 +174,8 @@ const nearlyValidParams: fc.Arbitrary<Node> = fc
     },
     { requiredKeys: [] },
   )
-  .map((r): Node => {
-    const entries: [string, Node][] = [];
+  .map((r): JsonNode => {
+    const entries: [string, JsonNode][] = [];
     for (const k of ['vmID', 'params', 'mode', 'timeout'] as const) {
       const v = r[k];
       if (v !== undefined) entries.push([k, v]);
@@ -211,7 +185,7 @@ const nearlyValidParams: fc.Arbitrary<Node> = fc
   });
 
 /** Fully valid Fuzz.take params (unicode and metacharacters where the schema allows them). */
-const validParams: fc.Arbitrary<Node> = fc
+const validParams: fc.Arbitrary<JsonNode> = fc
   .record(
     {
       vmID: fc.uuid({ version: 4 }),
@@ -242,7 +216,7 @@ interface Msg {
   expectIds: string[];
 }
 
-const envelope: fc.Arbitrary<{ node: Node; id: string | undefined }> = fc
+const envelope: fc.Arbitrary<{ node: JsonNode; id: string | undefined }> = fc
   .record({
     jsonrpc: fc.oneof(
       { weight: 8, arbitrary: fc.constant(raw('2.0')) },
@@ -275,7 +249,7 @@ const envelope: fc.Arbitrary<{ node: Node; id: string | undefined }> = fc
     extraKey: fc.option(fc.tuple(nastyKey, value)),
   })
   .map((r) => {
-    const entries: [string, Node][] = [];
+    const entries: [string, JsonNode][] = [];
     let id: string | undefined;
     if (r.jsonrpc) entries.push(['jsonrpc', r.jsonrpc]);
     entries.push(['method', r.method]);
@@ -286,13 +260,13 @@ const envelope: fc.Arbitrary<{ node: Node; id: string | undefined }> = fc
     else if (r.idKind === 'weird') entries.push(['id', r.weirdId]);
     if (r.params) entries.push(['params', r.params]);
     if (r.extraKey) entries.push(r.extraKey);
-    return { node: { t: 'obj', entries } as Node, id };
+    return { node: { t: 'obj', entries } as JsonNode, id };
   });
 
 const message: fc.Arbitrary<Msg> = fc.oneof(
   {
     weight: 6,
-    arbitrary: envelope.map((e) => ({ text: text(e.node), expectIds: e.id === undefined ? [] : [e.id] })),
+    arbitrary: envelope.map((e) => ({ text: jsonText(e.node), expectIds: e.id === undefined ? [] : [e.id] })),
   },
   {
     weight: 2,
@@ -305,13 +279,13 @@ const message: fc.Arbitrary<Msg> = fc.oneof(
         { minLength: 0, maxLength: 6 },
       )
       .map((items) => ({
-        text: text({ t: 'arr', items: items.map((i) => i.node) }),
+        text: jsonText({ t: 'arr', items: items.map((i) => i.node) }),
         // An id counts only if the element is a valid request or an invalid one we still answer by id;
         // uniqueness is checked for all of them below.
         expectIds: [],
       })),
   },
-  { weight: 1, arbitrary: value.map((node) => ({ text: text(node), expectIds: [] })) },
+  { weight: 1, arbitrary: value.map((node) => ({ text: jsonText(node), expectIds: [] })) },
   { weight: 1, arbitrary: fc.string({ maxLength: 200 }).map((t) => ({ text: t, expectIds: [] })) },
 );
 
