@@ -53,67 +53,58 @@ export const vmIdParams: JsonSchema = {
   additionalProperties: false,
 };
 
-export const hotplugParams: JsonSchema = {
-  type: 'object',
-  properties: {
-    vmID: uuidSchema,
-    params: {
-      type: 'object',
-      properties: {
-        vmId: uuidSchema,
-        memory: {
-          type: 'object',
-          properties: { size: mib('DIMM size in MiB'), node: nodeSchema, alias: aliasSchema },
-          required: ['size', 'node'],
-          additionalProperties: false,
+/** VDSM's envelope for memory device calls: {vmID, params:{vmId, memory, memGuaranteedSize?}, ...extra}. */
+function memoryDeviceParams(memory: JsonSchema, extra: Record<string, JsonSchema> = {}): JsonSchema {
+  return {
+    type: 'object',
+    properties: {
+      vmID: uuidSchema,
+      params: {
+        type: 'object',
+        properties: {
+          vmId: uuidSchema,
+          memory,
+          memGuaranteedSize: mib('guaranteed memory to set, MiB', 0),
         },
-        memGuaranteedSize: mib('guaranteed memory to set, MiB', 0),
+        required: ['vmId', 'memory'],
+        additionalProperties: false,
       },
-      required: ['vmId', 'memory'],
-      additionalProperties: false,
+      ...extra,
     },
-  },
-  required: ['vmID', 'params'],
-  additionalProperties: false,
-};
+    required: ['vmID', 'params'],
+    additionalProperties: false,
+  };
+}
 
-export const hotunplugParams: JsonSchema = {
+export const hotplugParams: JsonSchema = memoryDeviceParams({
   type: 'object',
-  properties: {
-    vmID: uuidSchema,
-    params: {
-      type: 'object',
-      properties: {
-        vmId: uuidSchema,
-        memory: {
-          type: 'object',
-          properties: {
-            size: mib('DIMM size in MiB'),
-            node: nodeSchema,
-            alias: aliasSchema,
-            address: {
-              type: 'object',
-              properties: {
-                type: { const: 'dimm' },
-                slot: { type: 'integer', minimum: 0, maximum: 255 },
-                base: { type: 'string', pattern: '^0x[0-9a-fA-F]{1,16}$' },
-              },
-              additionalProperties: false,
-            },
-          },
-          required: ['size', 'node', 'alias'],
-          additionalProperties: false,
-        },
-        memGuaranteedSize: mib('guaranteed memory to set, MiB', 0),
-      },
-      required: ['vmId', 'memory'],
-      additionalProperties: false,
-    },
-    timeout: timeoutSchema,
-  },
-  required: ['vmID', 'params'],
+  properties: { size: mib('DIMM size in MiB'), node: nodeSchema, alias: aliasSchema },
+  required: ['size', 'node'],
   additionalProperties: false,
-};
+});
+
+export const hotunplugParams: JsonSchema = memoryDeviceParams(
+  {
+    type: 'object',
+    properties: {
+      size: mib('DIMM size in MiB'),
+      node: nodeSchema,
+      alias: aliasSchema,
+      address: {
+        type: 'object',
+        properties: {
+          type: { const: 'dimm' },
+          slot: { type: 'integer', minimum: 0, maximum: 255 },
+          base: { type: 'string', pattern: '^0x[0-9a-fA-F]{1,16}$' },
+        },
+        additionalProperties: false,
+      },
+    },
+    required: ['size', 'node', 'alias'],
+    additionalProperties: false,
+  },
+  { timeout: timeoutSchema },
+);
 
 export const setMemoryParams: JsonSchema = {
   type: 'object',
