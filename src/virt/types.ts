@@ -53,6 +53,21 @@ export interface VmListEntry {
   status: VmStatus;
 }
 
+/** A DIMM to hot plug (MiB; alias generated when absent). */
+export interface HotplugSpec {
+  size: number;
+  node: number;
+  alias?: string;
+}
+
+/** The DIMM to hot unplug, as the engine knows it (MiB). */
+export interface HotunplugSpec {
+  size: number;
+  node: number;
+  alias: string;
+  address?: { slot?: number; base?: string };
+}
+
 export interface UnplugResult {
   status: 'removed';
   alias: string;
