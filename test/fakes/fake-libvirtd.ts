@@ -754,22 +754,7 @@ export class FakeLibvirtd {
     for (const c of this.clients) {
       for (const [id, cb] of c.callbacks) {
         if (cb.eventId !== eventId || (cb.uuid !== null && cb.uuid !== d.uuid)) continue;
-        let proc = 0;
-        const pkt = encodePacket(
-          {
-            prog: REMOTE_PROGRAM,
-            vers: REMOTE_PROTOCOL_VERSION,
-            proc: 0,
-            type: MessageType.MESSAGE,
-            serial: 0,
-            status: 0,
-          },
-          (w) => {
-            proc = writeDomainEvent(w, { ...ev, callbackId: id });
-          },
-        );
-        pkt.writeInt32BE(proc, 12);
-        this.write(c, pkt);
+        this.write(c, encodeEventPacket({ ...ev, callbackId: id }));
       }
     }
   }
@@ -1064,4 +1049,25 @@ function malformedPacket(kind: MalformedKind): Buffer {
     case 'garbage':
       return Buffer.from('GET / HTTP/1.1\r\nHost: libvirt\r\n\r\n');
   }
+}
+
+/** A domain event as libvirtd sends it: a MESSAGE whose procedure depends on the event. */
+export function encodeEventPacket(ev: DomainEventMessage): Buffer {
+  let proc = 0;
+  const pkt = encodePacket(
+    {
+      prog: REMOTE_PROGRAM,
+      vers: REMOTE_PROTOCOL_VERSION,
+      proc: 0,
+      type: MessageType.MESSAGE,
+      serial: 0,
+      status: MessageStatus.OK,
+    },
+    (w) => {
+      proc = writeDomainEvent(w, ev);
+    },
+  );
+  // The procedure is known only once the body is written; it sits at offset 12.
+  pkt.writeInt32BE(proc, 12);
+  return pkt;
 }

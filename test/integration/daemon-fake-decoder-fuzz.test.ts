@@ -14,14 +14,9 @@ import {
   LibvirtProtocolError,
   LibvirtTimeoutError,
 } from '../../src/libvirt/index.js';
-import { encodePacket, MessageStatus, MessageType } from '../../src/libvirt/packet.js';
-import {
-  type DomainEventMessage,
-  REMOTE_PROGRAM,
-  REMOTE_PROTOCOL_VERSION,
-  writeDomainEvent,
-} from '../../src/libvirt/protocol.js';
+import type { DomainEventMessage } from '../../src/libvirt/protocol.js';
 import type { DomainRef } from '../../src/libvirt/types.js';
+import { encodeEventPacket } from '../fakes/fake-libvirtd.js';
 import { FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
 import { TestRpcClient } from '../helpers/rpc-client.js';
 
@@ -82,25 +77,6 @@ function mutate(pkt: Buffer, m: Mutation): Buffer {
       b.writeUInt32BE(m.value >>> 0, 4 + 4 * m.field);
       return b;
   }
-}
-
-function eventPacket(ev: DomainEventMessage): Buffer {
-  let proc = 0;
-  const pkt = encodePacket(
-    {
-      prog: REMOTE_PROGRAM,
-      vers: REMOTE_PROTOCOL_VERSION,
-      proc: 0,
-      type: MessageType.MESSAGE,
-      serial: 0,
-      status: MessageStatus.OK,
-    },
-    (w) => {
-      proc = writeDomainEvent(w, ev);
-    },
-  );
-  pkt.writeInt32BE(proc, 12);
-  return pkt;
 }
 
 /** Settles within `ms` (else rejects with a clear message). */
@@ -171,7 +147,7 @@ describe('libvirt client decoder fuzz (fake server)', () => {
             f.kind === 'lifecycle'
               ? { kind: 'lifecycle', callbackId: f.callbackId, domain: ref, event: 5, detail: 1 }
               : { kind: f.kind, callbackId: f.callbackId, domain: ref, alias: 'ua-z0' };
-          fake.sendRaw(mutate(eventPacket(ev), f.m));
+          fake.sendRaw(mutate(encodeEventPacket(ev), f.m));
         } else {
           fake.sendRaw(Buffer.from(f.raw));
         }
@@ -234,7 +210,7 @@ describe('the daemon survives malformed packets from libvirtd', () => {
       });
       let i = 0;
       for (const [m, bytes] of samples) {
-        const ev = eventPacket({
+        const ev = encodeEventPacket({
           kind: 'deviceRemoved',
           callbackId: 1 + (i % 8),
           domain: { name: 'x', uuid: a, id: 1 },
