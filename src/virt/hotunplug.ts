@@ -120,7 +120,22 @@ export async function unplugOne(
             () => registry.refresh(vm.ref),
           )
         : registry.refresh(vm.ref);
-      const after = (await reread) ?? current ?? vm;
+      let after: VmRecord;
+      try {
+        after = (await reread) ?? current ?? vm;
+      } catch (err) {
+        // Released, but unconfirmed: the mark stays so the next reload of the
+        // VM reports the removal (late: true). The alias must not stay in
+        // flight, or that reload would skip the mark for the VM's lifetime.
+        vm.inFlight.delete(alias);
+        op('failed: re-reading the VM after the removal failed', libvirtDetails(err));
+        throw new VirtError(
+          'hotunplug',
+          'libvirt-error',
+          `the guest released ${alias} but re-reading the VM failed: ${errMessage(err)}; a late device_removed follows once libvirt answers`,
+          { alias, ...libvirtDetails(err) },
+        );
+      }
       unmark();
       after.meta.unplugging = after.meta.unplugging.filter((u) => u.alias !== alias);
       const memSize = after.dom.memory;
