@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { startOnFake } from '../../test/helpers/fake-daemon.js';
+import { prng } from '../../test/helpers/prng.js';
 import { FakeLibvirtd, spawnDaemon } from '../fake-host.js';
 import { HeapSnapshot, type Tally } from './heap-snapshot.js';
 
@@ -67,17 +68,6 @@ class Client {
       this.ws.close();
     });
   }
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const memParams = (vm: string, alias: string) => ({

@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import type { ReceivedXml } from '../fakes/fake-libvirtd.js';
 import { type FakeDaemon, FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
 import { hostileValue, type JsonNode, jsonText, raw } from '../helpers/hostile-json.js';
+import { replyProblem } from '../helpers/jsonrpc-reply.js';
 
 const obj = (
   r: Record<string, JsonNode | undefined>,
@@ -449,19 +450,12 @@ describe('hostile JSON-RPC at a running daemon on the fake libvirtd', () => {
 const ALLOWED_CODES = new Set([-32700, -32600, -32601, -32602, 1, 51, 70, 85]);
 
 function wellFormed(o: Record<string, unknown>): string | null {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) return 'reply not an object';
-  const keys = Object.keys(o).sort().join(',');
-  if (keys !== 'error,id,jsonrpc' && keys !== 'id,jsonrpc,result') return `bad keys ${keys}`;
-  if (o.jsonrpc !== '2.0') return 'bad jsonrpc';
-  if (!(typeof o.id === 'string' || typeof o.id === 'number' || o.id === null)) return 'bad id';
+  const problem = replyProblem(o, ALLOWED_CODES);
+  if (problem) return problem;
   if ('error' in o) {
-    const e = o.error as Record<string, unknown>;
-    if (typeof e !== 'object' || e === null) return 'error not an object';
-    if (!Number.isInteger(e.code) || typeof e.message !== 'string') return 'bad error';
-    if (!ALLOWED_CODES.has(e.code as number)) return `unexpected code ${String(e.code)}`;
-    if ('data' in e && (typeof e.data !== 'object' || e.data === null)) return 'bad error data';
+    const e = o.error as { code: number; data?: { reason?: unknown } };
     // API errors say why.
-    if ([70, 85].includes(e.code as number) && typeof (e.data as { reason?: unknown })?.reason !== 'string')
+    if ([70, 85].includes(e.code) && typeof e.data?.reason !== 'string')
       return 'API error without data.reason';
   } else if (o.result === undefined) return 'result undefined';
   return null;

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { type FakeDaemon, FakeLibvirtd, rssKiB, startOnFake } from '../helpers/fake-daemon.js';
+import { prng } from '../helpers/prng.js';
 
 const GC_PRELOAD = fileURLToPath(new URL('../helpers/gc-on-signal.mjs', import.meta.url));
 const VMS = 100;
@@ -37,18 +38,6 @@ interface RunStats {
   duplicateNotifications: number;
   vmStatusNotifications: number;
   durationMs: number;
-}
-
-/** Small deterministic PRNG (mulberry32), so a run is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class LoadClient {

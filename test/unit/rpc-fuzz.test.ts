@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MethodSpec } from '../../src/rpc/method.js';
 import type { RpcServer } from '../../src/rpc/server.js';
 import { hostileValue, type JsonNode, jsonText, raw } from '../helpers/hostile-json.js';
+import { replyProblem } from '../helpers/jsonrpc-reply.js';
 import { LogCapture, startServer, TestClient, testMethods } from './rpc/helpers.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -292,20 +293,7 @@ const message: fc.Arbitrary<Msg> = fc.oneof(
 const ALLOWED_CODES = new Set([-32700, -32600, -32601, -32602, -32000]);
 
 function wellFormedReply(r: unknown): string | null {
-  if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'reply not an object';
-  const o = r as Record<string, unknown>;
-  const keys = Object.keys(o).sort().join(',');
-  if (keys !== 'error,id,jsonrpc' && keys !== 'id,jsonrpc,result') return `bad keys ${keys}`;
-  if (o.jsonrpc !== '2.0') return 'bad jsonrpc';
-  if (!(typeof o.id === 'string' || typeof o.id === 'number' || o.id === null)) return 'bad id';
-  if ('error' in o) {
-    const e = o.error as Record<string, unknown>;
-    if (typeof e !== 'object' || e === null) return 'error not an object';
-    if (!Number.isInteger(e.code) || typeof e.message !== 'string') return 'bad error';
-    if (!ALLOWED_CODES.has(e.code as number)) return `unexpected code ${String(e.code)}`;
-    if ('data' in e && (typeof e.data !== 'object' || e.data === null)) return 'bad error data';
-  }
-  return null;
+  return replyProblem(r, ALLOWED_CODES);
 }
 
 describe('rpc fuzz', () => {
