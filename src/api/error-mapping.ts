@@ -1,5 +1,5 @@
-// Maps domain errors (src/virt) to the API's JSON-RPC error codes (DESIGN
-// section 3). Kept apart so the handlers stay one line each.
+// Maps domain errors (src/virt) to the API's JSON-RPC error codes
+// (docs/design.md, "API contract"). Kept apart so the handlers stay one line each.
 import { RpcError, RpcErrorCode } from '../rpc/errors.js';
 import { VirtError } from '../virt/errors.js';
 

@@ -1,5 +1,5 @@
 // Forwards the VM manager's events to every connected client as the
-// VDSM-style notifications of DESIGN section 3. Device outcomes that happen
+// VDSM-style notifications of docs/design.md, "Notifications". Device outcomes that happen
 // while no client can hear them (found during recovery at start, or while no
 // client is connected) are held and handed to the next client that connects,
 // so the engine learns of them.

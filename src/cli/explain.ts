@@ -53,7 +53,7 @@ export function explainRpcError(e: RpcCallError, what: string): Explained {
   return hint === undefined ? { message } : { message, hint };
 }
 
-/** What to do about a failure `reason` (DESIGN section 3 `data.reason`). */
+/** What to do about a failure `reason` (docs/design.md, "Errors": `data.reason`). */
 export function hintForReason(reason: string): string | undefined {
   switch (reason) {
     case 'guest-rejected':
