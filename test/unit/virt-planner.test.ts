@@ -26,6 +26,16 @@ describe('planMemory', () => {
     });
   });
 
+  it('takes DIMMs whose sum reaches the decrement exactly: 1792 -> 1408 MiB unplugs 256 + 128', () => {
+    expect(planMemory(1792, example, 1408 * MiB, 128)).toMatchObject({
+      decrement: 384,
+      unplug: [
+        { alias: 'a', size: 256 },
+        { alias: 'c', size: 128 },
+      ],
+    });
+  });
+
   it('floors bytes to MiB', () => {
     expect(planMemory(1792, example, 1400 * MiB + MiB - 1, 128)).toMatchObject({ requested: 1400 });
   });
