@@ -99,7 +99,8 @@ describe('daemon on the fake libvirtd: faults', () => {
     expect(e1.code).toBe(85);
     expect(e1.reason).toBe('libvirt-error');
     expect(e1.message).toMatch(/connection|not connected|socket|ECONNRESET/i);
-    expect(ms1).toBeLessThan(3_000);
+    // Before the unplug's own 10 s timeout: the lost connection ended the wait.
+    expect(ms1).toBeLessThan(10_000);
 
     // Same for a hot plug whose attach was lost: 70 libvirt-error, nothing plugged.
     await waitReconnected(c, log);
@@ -152,12 +153,12 @@ describe('daemon on the fake libvirtd: faults', () => {
     const { v: e, ms } = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-s4', 0.5))));
     expect([e.code, e.reason]).toEqual([85, 'timeout']);
     expect(ms).toBeGreaterThanOrEqual(450);
-    expect(ms).toBeLessThan(3_000);
     const s0 = await c.call<Stats>('VM.getStats', { vmID: a });
     expect(devices(s0)).toContainEqual(['ua-s4', 'unplugging']);
     const again = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-s4', 5))));
     expect([again.v.code, again.v.reason]).toEqual([85, 'already-unplugging']);
-    expect(again.ms).toBeLessThan(1_000);
+    // Refused up front, not after waiting on the guest for its 5 s timeout.
+    expect(again.ms).toBeLessThan(5_000);
 
     // The guest releases it later: device_removed with late: true, memory and guaranteed lowered.
     fake.emitDeviceRemoved(a, 'ua-s4');
@@ -204,7 +205,8 @@ describe('daemon on the fake libvirtd: faults', () => {
     for (let i = 0; i < 2; i++) {
       const { v: e, ms } = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-r1', 10))));
       expect([e.code, e.reason]).toEqual([85, 'guest-rejected']);
-      expect(ms).toBeLessThan(2_000);
+      // Before the 10 s timeout: the rejection ended the wait.
+      expect(ms).toBeLessThan(10_000);
     }
     const n = await c.waitForNotification((x) => x.method === `|virt|device_removal_failed|${a}`);
     expect(n.params).toEqual({ alias: 'ua-r1', reason: 'guest-rejected' });
@@ -221,24 +223,27 @@ describe('daemon on the fake libvirtd: faults', () => {
     const log = d.daemon;
     fake.stall(true);
 
+    let hungSettled = false;
     const plugging = timed(expectRpcError(c.call('VM.hotplugMemory', plug(a, 'ua-t3'))));
     const unplugging = timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-t1', 10))));
-    // The event loop is free while libvirt calls hang: ping and cached reads answer at once.
+    void Promise.race([plugging, unplugging]).then(() => {
+      hungSettled = true;
+    });
+    // The event loop is free while libvirt calls hang: ping and cached reads answer before
+    // either hung call has settled.
     for (let i = 0; i < 5; i++) {
-      const p = await timed(c.call('Host.ping'));
-      expect(p.v).toBe(true);
-      expect(p.ms).toBeLessThan(500);
+      expect(await c.call('Host.ping')).toBe(true);
     }
-    const st = await timed(c.call<Stats>('VM.getStats', { vmID: a }));
-    expect(st.ms).toBeLessThan(500);
-    expect(devices(st.v)).toContainEqual(['ua-t2', 'plugged']);
+    const st = await c.call<Stats>('VM.getStats', { vmID: a });
+    expect(hungSettled).toBe(false);
+    expect(devices(st)).toContainEqual(['ua-t2', 'plugged']);
 
     const p1 = await plugging;
     expect([p1.v.code, p1.v.reason]).toEqual([70, 'libvirt-error']);
-    expect(p1.ms).toBeLessThan(4_000);
     const u1 = await unplugging;
     expect([u1.v.code, u1.v.reason]).toEqual([85, 'libvirt-error']);
-    expect(u1.ms).toBeLessThan(5_000);
+    // The 1 s call timeout, not the unplug's 10 s one, ended it.
+    expect(u1.ms).toBeLessThan(10_000);
 
     // Keepalive declares the silent peer dead; the daemon keeps trying to reconnect.
     await log.waitForLog((l) => l.msg === 'libvirt connection lost; reconnecting', 10_000);
@@ -246,8 +251,9 @@ describe('daemon on the fake libvirtd: faults', () => {
     expect(caps.libvirtConnected).toBe(false);
     const down = await timed(expectRpcError(c.call('VM.hotunplugMemory', unplug(a, 'ua-t1', 10))));
     expect([down.v.code, down.v.reason]).toEqual([85, 'libvirt-error']);
-    expect(down.ms).toBeLessThan(3_000);
-    expect((await timed(c.call('Host.ping'))).ms).toBeLessThan(500);
+    // Refused while disconnected, not after the unplug's 10 s timeout.
+    expect(down.ms).toBeLessThan(10_000);
+    expect(await c.call('Host.ping')).toBe(true);
 
     fake.stall(false);
     await waitReconnected(c, log, 20_000);

@@ -81,12 +81,11 @@ describe('daemon faults on a real host', () => {
       c.call('VM.hotunplugMemory', unplugParams(g.uuid, s.memoryDevices[0]!, 60)),
     );
     await d.waitForLog((l) => l.msg === 'detach requested', 20_000);
-    const t0 = Date.now();
+    // vm-gone, not the 60 s timeout: the stop ended the wait.
     await g.destroy();
     const e = await pending;
     expect(e.code).toBe(85);
     expect(e.reason).toBe('vm-gone');
-    expect(Date.now() - t0).toBeLessThan(10_000);
     await c.close();
   });
 

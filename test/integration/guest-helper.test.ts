@@ -2,7 +2,7 @@
 // cleanup after each test. Other integration tests rely on them.
 
 import { existsSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { type Guest, useGuests, virsh } from '../helpers/guest.js';
 
 async function domainExists(name: string): Promise<boolean> {
@@ -11,8 +11,16 @@ async function domainExists(name: string): Promise<boolean> {
 }
 
 describe('guest helper', () => {
+  // Registered before useGuests(): after-hooks run in reverse order, so this
+  // one checks what useGuests' own cleanup did once the test ended, in
+  // whatever order the tests run (alone or shuffled).
+  let scoped: Guest | undefined;
+  afterEach(async () => {
+    const g = scoped;
+    scoped = undefined;
+    if (g) expect(await domainExists(g.name)).toBe(false);
+  });
   const guests = useGuests();
-  let fromPreviousTest: Guest | undefined;
 
   it('boots a persistent guest with boot DIMMs and undefines it on destroy', async () => {
     const guest = await guests.start({
@@ -40,15 +48,11 @@ describe('guest helper', () => {
     expect(existsSync(guest.consolePath)).toBe(false);
   });
 
-  it('leaves a transient guest running for the test that started it', async () => {
-    fromPreviousTest = await guests.start({ kind: 'cooperative', namePrefix: 'helper-scope' });
-    expect(await virsh(['domstate', fromPreviousTest.name])).toMatch(/running/);
-    expect(await virsh(['dominfo', fromPreviousTest.name])).toMatch(/Persistent:\s+no/);
-  });
-
-  it('destroyed that guest after the previous test ended', async () => {
-    expect(fromPreviousTest).toBeDefined();
-    expect(await domainExists(fromPreviousTest?.name ?? '')).toBe(false);
+  it('leaves a transient guest running for the test that started it, and destroys it after', async () => {
+    scoped = await guests.start({ kind: 'cooperative', namePrefix: 'helper-scope' });
+    expect(await virsh(['domstate', scoped.name])).toMatch(/running/);
+    expect(await virsh(['dominfo', scoped.name])).toMatch(/Persistent:\s+no/);
+    // The afterEach above asserts it is gone once this test has ended.
   });
 
   it('reports a console deadline with the console tail', async () => {

@@ -155,10 +155,9 @@ describe('VmManager faults (fake libvirtd)', () => {
       'vmStatus',
       (s) => (s as VmStats).vmId === silent.uuid && (s as VmStats).memoryDevices[0]?.state === 'unplugging',
     );
-    const t0 = Date.now();
+    // vm-gone, not the 30 s timeout: the stop settled the waiter.
     fake.destroyDomain(silent.uuid);
     expect(await pending).toBe('vm-gone');
-    expect(Date.now() - t0).toBeLessThan(2_000);
 
     const r = await vms.hotunplugMemory(quick.uuid, dimm('ua-x'));
     expect(r).toEqual({ status: 'removed', alias: 'ua-x', memSize: 1024, memGuaranteedSize: 1024 });
@@ -192,20 +191,23 @@ describe('VmManager faults (fake libvirtd)', () => {
     expect(await reason(vms.setMemory(d.uuid, 1300 * 1024 * 1024))).toBe('invalid');
   });
 
-  it('a thousand VMs: start, and allStats from cache in under 50 ms', async () => {
+  it('a thousand VMs: start, and allStats from cache without a libvirt call', async () => {
     for (let i = 0; i < 1000; i++) {
       fake.addDomain({ memoryMiB: 1024, dimms: [{ alias: `ua-d${i}`, sizeMiB: 128 }] });
     }
-    const t0 = performance.now();
     const { vms } = await manager();
-    const startMs = performance.now() - t0;
     expect(vms.list()).toHaveLength(1000);
-    const t1 = performance.now();
+    // How fast is bench's business (bench/scale.bench.ts); here: served from cache.
+    const procs = [
+      'DOMAIN_GET_XML_DESC',
+      'DOMAIN_GET_STATE',
+      'CONNECT_LIST_ALL_DOMAINS',
+      'DOMAIN_GET_METADATA',
+    ];
+    const before = procs.map((p) => fake.callCount(p));
     const all = vms.allStats();
-    const statsMs = performance.now() - t1;
     expect(all).toHaveLength(1000);
     expect(all[0]?.memoryDevices).toHaveLength(1);
-    expect(statsMs).toBeLessThan(50);
-    expect(startMs).toBeLessThan(20_000);
+    expect(procs.map((p) => fake.callCount(p))).toEqual(before);
   });
 });
