@@ -2,7 +2,7 @@
 // server, and an orderly shutdown on SIGTERM/SIGINT. Wiring only: every piece
 // it starts lives in its own layer.
 import type { Logger } from 'pino';
-import { apiMethods } from './api/index.js';
+import { apiMethods, apiRoutes } from './api/index.js';
 import { forwardNotifications } from './api/notifications.js';
 import { ConfigError, type DaemonConfig, helpText, loadConfig } from './config/config.js';
 import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
@@ -93,6 +93,7 @@ export async function startDaemon(
       host: config.listen.host,
       port: config.listen.port,
       methods,
+      routes: apiRoutes(),
       logger: log,
       tls: config.tls ?? undefined,
       allowInsecure: config.allowInsecure,

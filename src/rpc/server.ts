@@ -1,5 +1,6 @@
 // The daemon's listener: one HTTP(S) server carrying the JSON-RPC WebSocket
-// (/jsonrpc), the REST adapter (/api/...) and the web console (/). Enforces
+// (/jsonrpc), the HTTP routes the API registers (e.g. REST at /api/...) and
+// the web console (/). Enforces
 // the transport limits (message size, connections, in-flight requests,
 // handshake timeout, keepalive, slow readers) and broadcasts notifications.
 // Knows nothing of libvirt: methods come in as MethodSpecs.
@@ -17,10 +18,10 @@ import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { type Caller, Dispatcher } from './dispatcher.js';
 import { RpcErrorCode } from './errors.js';
+import { DEFAULT_MAX_BODY_BYTES, type HttpRoute, type HttpRouteContext, routeMatches } from './http-route.js';
 import { checkPlainListen, type LoadedTls, loadTls, type TlsOptions } from './listen-policy.js';
 import type { MethodSpec } from './method.js';
 import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
-import { DEFAULT_MAX_BODY_BYTES, RestApi } from './rest.js';
 import { StaticFiles } from './static-files.js';
 
 export type { TlsOptions } from './listen-policy.js';
@@ -36,7 +37,7 @@ export interface RpcLimits {
   handshakeTimeoutMs?: number;
   /** Keepalive ping period; a client that missed the previous pong is dropped. Default 30 s. */
   pingIntervalMs?: number;
-  /** REST request body cap. Default 64 KiB. */
+  /** HTTP route request body cap. Default 64 KiB. */
   maxBodyBytes?: number;
   /** A client whose unsent output exceeds this is too slow and gets dropped. Default 8 MiB. */
   maxBufferedBytes?: number;
@@ -47,6 +48,8 @@ export interface RpcServerOptions {
   /** 0 = ephemeral; address() gives the real one. */
   port: number;
   methods: MethodSpec[];
+  /** Plain HTTP fronts (e.g. REST), matched by path prefix before the console. */
+  routes?: HttpRoute[];
   logger: Logger;
   /** cert/key/ca are PEM text or paths to PEM files. Client certificates are verified against ca. */
   tls?: TlsOptions;
@@ -111,7 +114,7 @@ export class RpcServer {
   private readonly sockets = new Set<Socket>();
   private readonly dispatcher: Dispatcher;
   private readonly wss: WebSocketServer;
-  private readonly rest: RestApi;
+  private readonly routeCtx: HttpRouteContext;
   private readonly statics: StaticFiles | undefined;
   private readonly limits: Required<RpcLimits>;
   private readonly log: Logger;
@@ -145,12 +148,12 @@ export class RpcServer {
       perMessageDeflate: false,
       clientTracking: false,
     });
-    this.rest = new RestApi({
+    this.routeCtx = {
       dispatcher: this.dispatcher,
       log: this.log,
       maxBodyBytes: this.limits.maxBodyBytes,
       isClosing: () => this.closing,
-    });
+    };
     this.statics = opts.staticDir === undefined ? undefined : new StaticFiles(opts.staticDir, this.log);
   }
 
@@ -358,9 +361,10 @@ export class RpcServer {
       res.writeHead(400, { 'Content-Type': 'text/plain' }).end('bad request target\n');
       return;
     }
-    if (path === '/api' || path.startsWith('/api/')) {
-      this.rest.handle(req, res, path).catch((err: unknown) => {
-        this.log.error({ err }, 'rest handler crashed');
+    const route = this.opts.routes?.find((r) => routeMatches(r, path));
+    if (route) {
+      route.handle(req, res, path, this.routeCtx).catch((err: unknown) => {
+        this.log.error({ err, route: route.prefix }, 'http route crashed');
         if (!res.headersSent) res.writeHead(500).end();
       });
       return;

@@ -2,16 +2,17 @@
 // <vm><memory>BYTES</memory><memory_policy><guaranteed>BYTES</guaranteed>
 // </memory_policy></vm>, mapped to the registered VM.setMemory method through
 // the dispatcher (same validation, errors and logging as JSON-RPC). Answers
-// with a <vm> in bytes, or a <fault> with an HTTP status that fits the error.
+// with a <vm> in bytes, or a <fault> with an HTTP status that fits the error
+// (docs/design.md, "REST"). Registered on the server as an HTTP route.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { JSONRPCError } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
-import type { Caller, Dispatcher } from './dispatcher.js';
-import { RpcErrorCode } from './errors.js';
+import type { Caller, Outcome } from '../rpc/dispatcher.js';
+import { RpcErrorCode } from '../rpc/errors.js';
+import type { HttpRoute, HttpRouteContext } from '../rpc/http-route.js';
 
 export const SET_MEMORY_METHOD = 'VM.setMemory';
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 const MIB = 1024 * 1024;
 const VM_PATH = /^\/api\/vms\/([^/]+)$/;
 
@@ -164,17 +165,9 @@ export function parseVmBody(vmId: string, body: string): SetMemoryParams {
   return params;
 }
 
-export interface RestDeps {
-  dispatcher: Dispatcher;
-  log: Logger;
-  maxBodyBytes: number;
-  isClosing(): boolean;
-}
-
-export class RestApi {
+export class RestApi implements HttpRoute {
+  readonly prefix = '/api';
   private seq = 0;
-
-  constructor(private readonly deps: RestDeps) {}
 
   private send(res: ServerResponse, status: number, xml: string, extra: Record<string, string> = {}): void {
     if (res.headersSent) return;
@@ -194,10 +187,15 @@ export class RestApi {
   }
 
   /** Handles any request whose path starts with /api/. */
-  async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    ctx: HttpRouteContext,
+  ): Promise<void> {
     const connectionId = `rest-${++this.seq}`;
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    const log = this.deps.log.child({ conn: connectionId, remote });
+    const log = ctx.log.child({ conn: connectionId, remote });
     const m = VM_PATH.exec(path);
     if (m === null) {
       this.fault(res, new RestFault(404, 'not found', `no resource at ${path.slice(0, 200)}`), log);
@@ -214,7 +212,7 @@ export class RestApi {
       );
       return;
     }
-    if (this.deps.isClosing()) {
+    if (ctx.isClosing()) {
       this.fault(res, new RestFault(503, 'server is shutting down', 'retry later'), log, {
         Connection: 'close',
       });
@@ -235,13 +233,20 @@ export class RestApi {
           `got ${JSON.stringify(ctype.slice(0, 80))}`,
         );
       }
-      const body = await this.readBody(req);
+      const body = await readBody(req, ctx.maxBodyBytes);
       const params = parseVmBody(vmId, body);
       const caller: Caller = { connectionId, remote, log, inFlight: 0, maxInFlight: 1, gone: false };
-      req.socket.once('close', () => {
+      // Removed again below: a keep-alive socket carries many requests.
+      const onClose = () => {
         caller.gone = true;
-      });
-      const outcome = await this.deps.dispatcher.call(SET_MEMORY_METHOD, params, caller);
+      };
+      req.socket.once('close', onClose);
+      let outcome: Outcome;
+      try {
+        outcome = await ctx.dispatcher.call(SET_MEMORY_METHOD, params, caller);
+      } finally {
+        req.socket.off('close', onClose);
+      }
       if (!outcome.ok) {
         const status = statusForError(outcome.error);
         this.fault(res, new RestFault(status, outcome.error.message, faultDetail(outcome.error)), log);
@@ -263,32 +268,31 @@ export class RestApi {
       this.send(res, 500, faultXml('unexpected error', 'see the daemon log'));
     }
   }
+}
 
-  private readBody(req: IncomingMessage): Promise<string> {
-    const max = this.deps.maxBodyBytes;
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > max) {
-      return Promise.reject(
-        new RestFault(413, 'request body too large', `limit ${max} bytes, declared ${declared}`),
-      );
-    }
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let total = 0;
-      const onData = (chunk: Buffer) => {
-        total += chunk.length;
-        if (total > max) {
-          req.off('data', onData);
-          reject(new RestFault(413, 'request body too large', `limit ${max} bytes`));
-          return;
-        }
-        chunks.push(chunk);
-      };
-      req.on('data', onData);
-      req.once('end', () => {
-        if (total <= max) resolve(Buffer.concat(chunks).toString('utf8'));
-      });
-      req.once('error', reject);
-    });
+function readBody(req: IncomingMessage, max: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > max) {
+    return Promise.reject(
+      new RestFault(413, 'request body too large', `limit ${max} bytes, declared ${declared}`),
+    );
   }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > max) {
+        req.off('data', onData);
+        reject(new RestFault(413, 'request body too large', `limit ${max} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => {
+      if (total <= max) resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.once('error', reject);
+  });
 }
