@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { apiMethods, apiRoutes } from './api/index.js';
 import { forwardNotifications } from './api/notifications.js';
-import { ConfigError, type DaemonConfig, helpText, loadConfig } from './config/config.js';
+import { ConfigError, ConfigInfoRequest, type DaemonConfig, loadConfig } from './config/config.js';
 import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
 import { createLogger, flushLogger } from './log.js';
 import { RpcServer } from './rpc/server.js';
@@ -137,18 +137,15 @@ export async function startDaemon(
 
 /** The `vmhostd` command. Returns the process exit code for fatal start errors. */
 export async function main(argv: string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(helpText());
-    return;
-  }
-  if (argv.includes('--version')) {
-    process.stdout.write(`vmhostd ${DAEMON_VERSION}\n`);
-    return;
-  }
   let config: DaemonConfig;
   try {
     config = loadConfig(argv, process.env);
   } catch (err) {
+    // --help, -h, --version, -V: the flag parser knows every spelling --help advertises.
+    if (err instanceof ConfigInfoRequest) {
+      process.stdout.write(err.text);
+      return;
+    }
     if (err instanceof ConfigError) {
       process.stderr.write(`vmhostd: ${err.message}\n`);
       process.exitCode = 2;

@@ -22,6 +22,19 @@ describe('vmhostd command line', () => {
     }
   });
 
+  it.each([['--version'], ['-V'], ['-h']])(
+    '%s (advertised in --help) prints one answer and exits 0',
+    async (flag) => {
+      const help = await runDaemonOnce(['--help']);
+      expect(help.stdout).toContain(flag);
+      const r = await runDaemonOnce([flag]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      if (flag === '-h') expect(r.stdout).toBe(help.stdout);
+      else expect(r.stdout).toMatch(/^vmhostd \d+\.\d+\.\d+\n$/);
+    },
+  );
+
   it.each([
     [['--listen', '127.0.0.1:abc'], /listen/],
     [['--unplug-timeout', '-3'], /unplug/],

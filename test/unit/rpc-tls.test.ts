@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RestApi } from '../../src/api/rest.js';
 import type { RpcServer } from '../../src/rpc/server.js';
 import { LogCapture, startServer, TestClient } from './rpc/helpers.js';
 
@@ -27,6 +28,7 @@ describe('rpc over TLS', () => {
     execFileSync('sh', [SCRIPT, join(dir, 'lab'), 'vmhost-test.example'], { stdio: 'pipe' });
     execFileSync('sh', [SCRIPT, join(dir, 'rogue')], { stdio: 'pipe' });
     mtls = await startServer({
+      routes: [new RestApi()],
       logger: logs.logger,
       // Paths here; PEM text is tested below.
       tls: {
