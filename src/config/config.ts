@@ -2,13 +2,14 @@
 // then command-line flags; then the checks that span several keys.
 
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { isLoopbackHost, unbracketHost } from '../rpc/listen-policy.js';
 import { parseFlags } from './flags.js';
 import { defaultSettings, type Settings } from './keys.js';
 import { readTomlSettings } from './toml-file.js';
 import { ConfigError, ConfigInfoRequest, type DaemonConfig, type LogLevel } from './types.js';
 
+export { isLoopbackHost } from '../rpc/listen-policy.js';
 export { ConfigError, ConfigInfoRequest, type DaemonConfig, type LogLevel, type TlsConfig } from './types.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/vmhostd/vmhostd.toml';
@@ -27,13 +28,6 @@ export function packageVersion(): string {
     // fall through: a stripped install still runs
   }
   return '0.0.0';
-}
-
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1' || host.startsWith('::ffff:127.');
-  return false;
 }
 
 export function helpText(): string {
@@ -140,7 +134,7 @@ function resolve(s: Settings, root: string): DaemonConfig {
     throw new ConfigError('tls.ca', 'is set but TLS is off (set tls.cert and tls.key too)');
   }
 
-  const host = str(s['listen.host']);
+  const host = unbracketHost(str(s['listen.host']));
   const allowInsecure = bool(s['listen.allow_insecure']);
   if (tls === null && !allowInsecure && !isLoopbackHost(host)) {
     throw new ConfigError(

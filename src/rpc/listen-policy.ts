@@ -1,7 +1,7 @@
 // Who may listen where, and how TLS material is loaded. Without TLS the
 // daemon stays on loopback unless the operator explicitly allows otherwise.
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
 export interface TlsOptions {
   /** PEM text, or a path to a PEM file (anything not starting with "-----BEGIN" is read as a path). */
@@ -19,12 +19,24 @@ export interface LoadedTls {
   requireClientCert: boolean;
 }
 
+/** "[::1]" -> "::1": the bracketed IPv6 form is how URLs and HOST:PORT write it, not a listen address. */
+export function unbracketHost(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+// Parsed, not string-compared: "::1", "0:0:0:0:0:0:0:1" and "::ffff:127.0.0.1" are one address family.
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** The one loopback rule, used by the config check and by the listener. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (h === 'localhost') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./i.test(h);
-  return false;
+  const h = unbracketHost(host);
+  if (h.toLowerCase() === 'localhost') return true;
+  const family = isIP(h);
+  if (family === 0) return false;
+  return LOOPBACK.check(h, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 function loadPem(what: string, value: string): string {

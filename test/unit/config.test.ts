@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { parse } from 'smol-toml';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -13,6 +14,8 @@ import {
   resolveLibvirtSocket,
 } from '../../src/config/config.js';
 import { KEYS } from '../../src/config/keys.js';
+import { isLoopbackHost as listenerIsLoopbackHost } from '../../src/rpc/listen-policy.js';
+import { startServer } from './rpc/helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vmhostd-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -255,11 +258,37 @@ describe('TLS and exposure', () => {
 
 describe('helpers', () => {
   it('isLoopbackHost', () => {
-    for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) expect(isLoopbackHost(h), h).toBe(true);
-    for (const h of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1']) {
+    for (const h of [
+      '127.0.0.1',
+      '127.1.2.3',
+      '::1',
+      '[::1]',
+      '0:0:0:0:0:0:0:1',
+      '::ffff:127.0.0.1',
+      'localhost',
+    ])
+      expect(isLoopbackHost(h), h).toBe(true);
+    for (const h of ['0.0.0.0', '::', '::2', '10.0.0.1', '::ffff:10.0.0.1', 'example.com', '128.0.0.1']) {
       expect(isLoopbackHost(h), h).toBe(false);
     }
   });
+
+  it('the config check and the listener share one loopback rule', () => {
+    expect(isLoopbackHost).toBe(listenerIsLoopbackHost);
+  });
+
+  it.each(['[::1]', '0:0:0:0:0:0:0:1', '::1', '127.0.0.2'])(
+    'a plain listen.host %s that the config accepts is one the listener starts on',
+    async (host) => {
+      const c = loadConfig(['--config', file(`[listen]\nhost = "${host}"\nport = 0\n`)], {}, NO_DEFAULT);
+      const server = await startServer({ logger: pino({ level: 'silent' }), host: c.listen.host, port: 0 });
+      try {
+        expect(server.address().port).toBeGreaterThan(0);
+      } finally {
+        await server.close({ drainMs: 10 });
+      }
+    },
+  );
 
   it('resolveLibvirtSocket prefers virtqemud when present', () => {
     expect(resolveLibvirtSocket('/x')).toBe('/x');
