@@ -81,15 +81,24 @@ export function buildDaemon(): Promise<string> {
   return built;
 }
 
+/** The daemon under a bench: after "ready" its log lines are only counted, unless kept. */
+export class BenchDaemon extends DaemonProcess {
+  /** Log lines written since "ready" (when the logs are not kept). */
+  logLines = 0;
+}
+
 /**
  * The daemon as a child process on the fake (as in production: its own
  * process, compiled JS), logging at info to a pipe; resolves once it logged
- * "ready". `nodeArgs` go to node itself (e.g. --cpu-prof, not allowed in NODE_OPTIONS).
+ * "ready". From then on its log lines are counted, not parsed (parsing them
+ * would be the bench process's CPU, competing with the daemon on this
+ * machine's 2 cores), unless `keepLogs` (then `logs` fills as in tests).
+ * `nodeArgs` go to node itself (e.g. --cpu-prof, not allowed in NODE_OPTIONS).
  */
 export async function spawnDaemon(
   fake: { socketPath: string },
-  opts: { nodeArgs?: string[]; args?: string[]; readyTimeoutMs?: number } = {},
-): Promise<DaemonProcess> {
+  opts: { nodeArgs?: string[]; args?: string[]; readyTimeoutMs?: number; keepLogs?: boolean } = {},
+): Promise<BenchDaemon> {
   const entry = await buildDaemon();
   const args = [
     ...(opts.nodeArgs ?? []),
@@ -103,15 +112,20 @@ export async function spawnDaemon(
     fake.socketPath,
     ...(opts.args ?? []),
   ];
-  const d = new DaemonProcess(
-    spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
+  const d = new BenchDaemon(spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
   try {
     const ready = await d.waitForLog((l) => l.msg === 'ready', opts.readyTimeoutMs ?? 120_000);
     d.url = String(ready.url);
   } catch (err) {
     await d.kill();
     throw err;
+  }
+  const out = d.proc.stdout;
+  if (!opts.keepLogs && out) {
+    out.removeAllListeners('data');
+    out.on('data', (chunk: string) => {
+      for (let i = chunk.indexOf('\n'); i >= 0; i = chunk.indexOf('\n', i + 1)) d.logLines++;
+    });
   }
   return d;
 }
@@ -128,6 +142,8 @@ export interface FakeProcess {
   socketPath: string;
   vms: FakeVm[];
   pid: number;
+  /** The calls the fake has received so far, by procedure name (e.g. DOMAIN_GET_XML_DESC). */
+  callCounts(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -142,18 +158,27 @@ export async function startFakeProcess(spec: {
 }): Promise<FakeProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', fakeEntry, JSON.stringify(spec)], {
     cwd: root,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // Lines after the first answer "counts" requests, in order.
+  const answers: ((line: string) => void)[] = [];
   const info = await new Promise<{ socketPath: string; vms: FakeVm[] }>((resolve, reject) => {
     let buf = '';
+    let first = true;
     const t = setTimeout(() => reject(new Error('fake libvirtd did not start within 60 s')), 60_000);
     child.stdout.setEncoding('utf8').on('data', (c: string) => {
       buf += c;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        clearTimeout(t);
-        resolve(JSON.parse(buf.slice(0, nl)) as { socketPath: string; vms: FakeVm[] });
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (first) {
+          first = false;
+          clearTimeout(t);
+          resolve(JSON.parse(line) as { socketPath: string; vms: FakeVm[] });
+        } else {
+          answers.shift()?.(line);
+        }
       }
     });
     child.once('exit', (code) => {
@@ -164,6 +189,11 @@ export async function startFakeProcess(spec: {
   return {
     ...info,
     pid: child.pid ?? -1,
+    callCounts() {
+      const answer = new Promise<string>((r) => answers.push(r));
+      child.stdin.write('counts\n');
+      return answer.then((l) => JSON.parse(l) as Record<string, number>);
+    },
     async stop() {
       child.kill('SIGTERM');
       await exited;

@@ -3,6 +3,7 @@
 //
 // usage: node --import tsx bench/fake-server.ts '{"vms":N,"dimms":K,"eventDelayMs":0,"eventBeforeReply":true}'
 // Prints one line {"socketPath": "...", "vms": [{uuid, ref, dimms}]} once listening; SIGTERM stops it.
+// Each line "counts" on stdin is answered with one line: the calls received so far, by procedure.
 
 import { addVms, FakeLibvirtd } from './fake-host.js';
 
@@ -18,6 +19,11 @@ const vms = addVms(fake, spec.vms ?? 1, spec.dimms ?? 8, {
   ...(spec.eventBeforeReply !== undefined ? { eventBeforeReply: spec.eventBeforeReply } : {}),
 });
 process.stdout.write(`${JSON.stringify({ socketPath: fake.socketPath, vms })}\n`);
+process.stdin.setEncoding('utf8').on('data', (chunk: string) => {
+  for (const line of chunk.split('\n')) {
+    if (line.trim() === 'counts') process.stdout.write(`${JSON.stringify(fake.callCounts())}\n`);
+  }
+});
 const stop = () => {
   void fake.stop().then(() => process.exit(0));
 };

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type BenchResult, formatResults } from './lib.js';
+import { type BenchResult, formatGoals, formatResults } from './lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -57,6 +57,8 @@ if (json) {
   console.log(JSON.stringify(report, null, 2));
 } else {
   console.log(formatResults(all));
+  const goals = formatGoals(all);
+  if (goals) console.log(`\nGoals:\n${goals}`);
   console.log(
     `\nload average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${report.loadavgAfter.map((l) => l.toFixed(2)).join(' ')}; seconds per bench ${JSON.stringify(seconds)}`,
   );

@@ -170,3 +170,53 @@ export async function startEchoServer(results: Record<string, string>): Promise<
     },
   };
 }
+
+/**
+ * A JSON-RPC caller that costs the bench process little, so the client's own
+ * work stays out of what a bench attributes to the daemon: notifications
+ * (which the daemon sends to every connection) are recognised by their
+ * prefix and dropped unparsed; only replies are parsed and matched by id.
+ */
+export class LightRpc {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      // {"jsonrpc":"2.0","method":... is a notification: 26 bytes decide it.
+      if (data.toString('latin1', 0, 26) === '{"jsonrpc":"2.0","method":') return;
+      const msg = JSON.parse(data.toString()) as {
+        id: number;
+        result?: unknown;
+        error?: { code: number; message: string };
+      };
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.error) p.reject(new Error(`${msg.error.code}: ${msg.error.message}`));
+      else p.resolve(msg.result);
+    });
+    ws.on('close', () => {
+      for (const p of this.pending.values()) p.reject(new Error('connection closed'));
+      this.pending.clear();
+    });
+  }
+
+  static async connect(url: string): Promise<LightRpc> {
+    const [ws] = await openSockets(url, 1);
+    return new LightRpc(ws!);
+  }
+
+  call<T = unknown>(method: string, params?: unknown): Promise<T> {
+    const id = this.nextId++;
+    const text = JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) });
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.ws.send(text);
+    });
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}

@@ -154,7 +154,7 @@ const daemon = TSX
         env: { NODE_OPTIONS: nodeArgs.join(' '), MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '131072' },
       })
     ).daemon
-  : await spawnDaemon(fake, { nodeArgs });
+  : await spawnDaemon(fake, { nodeArgs, keepLogs: true });
 
 async function snapshot(): Promise<{ file: string; heapUsed: number; rss: number }> {
   const n = daemon.logs.length;

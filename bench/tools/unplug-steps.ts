@@ -18,7 +18,10 @@ const fake = await startFakeProcess({
   eventBeforeReply: true,
 });
 const vms = fake.vms;
-const daemon = await spawnDaemon(fake, prof ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] } : {});
+const daemon = await spawnDaemon(fake, {
+  keepLogs: true,
+  ...(prof ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] } : {}),
+});
 const rpc = await TestRpcClient.connect(daemon.url);
 const total: number[] = [];
 for (let i = 0; i < n; i++) {

@@ -323,6 +323,11 @@ export class FakeLibvirtd {
     return this.counts.get(procName) ?? 0;
   }
 
+  /** Calls received so far, by procedure name. */
+  callCounts(): Record<string, number> {
+    return Object.fromEntries(this.counts);
+  }
+
   // ---- connection handling ----
 
   private onConnection(socket: net.Socket): void {
