@@ -7,6 +7,7 @@ import { forwardNotifications } from './api/notifications.js';
 import { ConfigError, ConfigInfoRequest, type DaemonConfig, loadConfig } from './config/config.js';
 import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
 import { createLogger, flushLogger } from './log.js';
+import { EventJournal } from './rpc/event-journal.js';
 import { RpcServer } from './rpc/server.js';
 import { API_VERSION, DAEMON_VERSION, formatLibvirtVersion } from './version.js';
 import { VmManager } from './virt/vm-manager.js';
@@ -77,7 +78,9 @@ export async function startDaemon(
     dimmAlignmentMiB: config.dimmAlignmentMiB,
     ...(prefix ? { manages: (name: string) => name.startsWith(prefix) } : {}),
   });
-  const forwarder = forwardNotifications(vms);
+  // Numbered notifications, kept for resuming clients; it exists before the RPC server so recovery's findings are kept.
+  const events = new EventJournal({ log });
+  const forwarder = forwardNotifications(vms, events);
   await vms.open();
   const methods = apiMethods(vms, {
     version: DAEMON_VERSION,
@@ -106,6 +109,7 @@ export async function startDaemon(
       staticDir: config.console.enabled ? config.console.dir : undefined,
       apiVersion: API_VERSION,
       serverName: `vmhostd/${DAEMON_VERSION}`,
+      events,
     });
   } catch (err) {
     forwarder.stop();
@@ -113,7 +117,6 @@ export async function startDaemon(
     await client.close();
     throw err;
   }
-  forwarder.attach(rpc);
   const url = rpc.url();
   log.info(
     { url, version: DAEMON_VERSION, libvirt: formatLibvirtVersion(libVer), vms: vms.list().length },

@@ -18,11 +18,14 @@ import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { type Caller, Dispatcher } from './dispatcher.js';
 import { RpcErrorCode } from './errors.js';
+import { EventJournal, type PublishOptions, parseResumePoint } from './event-journal.js';
 import { DEFAULT_MAX_BODY_BYTES, type HttpRoute, type HttpRouteContext, routeMatches } from './http-route.js';
 import { checkPlainListen, type LoadedTls, loadTls, type TlsOptions } from './listen-policy.js';
 import type { MethodSpec } from './method.js';
 import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
+import { sniffProtocols } from './protocol-sniffer.js';
 import { StaticFiles } from './static-files.js';
+import { StompServer } from './stomp-server.js';
 
 export type { TlsOptions } from './listen-policy.js';
 
@@ -41,6 +44,9 @@ export interface RpcLimits {
   maxBodyBytes?: number;
   /** A client whose unsent output exceeds this is too slow and gets dropped. Default 8 MiB. */
   maxBufferedBytes?: number;
+  /** STOMP: headers per frame (default 64) and subscriptions per connection (default 32). */
+  maxStompHeaders?: number;
+  maxStompSubscriptions?: number;
 }
 
 export interface RpcServerOptions {
@@ -60,6 +66,8 @@ export interface RpcServerOptions {
   staticDir?: string;
   apiVersion: string;
   serverName: string;
+  /** Numbers, keeps and replays notifications; the daemon shares it with the API. Default: a new one. */
+  events?: EventJournal;
 }
 
 export const RPC_PATH = '/jsonrpc';
@@ -72,6 +80,8 @@ const DEFAULT_LIMITS: Required<RpcLimits> = {
   pingIntervalMs: 30_000,
   maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
   maxBufferedBytes: 8 * 1024 * 1024,
+  maxStompHeaders: 64,
+  maxStompSubscriptions: 32,
 };
 
 /** Sockets beyond the WebSocket cap still get a 503 answer, up to this many extra. */
@@ -125,6 +135,8 @@ export class RpcServer {
   private closed: Promise<void> | undefined;
   private openrpc: OpenRpcDocument | undefined;
   private addr: { host: string; port: number } = { host: '', port: 0 };
+  private readonly journal: EventJournal;
+  private readonly stomp: StompServer;
 
   private constructor(
     private readonly opts: RpcServerOptions,
@@ -155,6 +167,35 @@ export class RpcServer {
       isClosing: () => this.closing,
     };
     this.statics = opts.staticDir === undefined ? undefined : new StaticFiles(opts.staticDir, this.log);
+    this.journal = opts.events ?? new EventJournal({ log: this.log });
+    this.stomp = new StompServer({
+      dispatcher: this.dispatcher,
+      journal: this.journal,
+      log: this.log,
+      serverName: opts.serverName,
+      limits: {
+        maxFrameBytes: this.limits.maxPayloadBytes,
+        maxHeaders: this.limits.maxStompHeaders,
+        maxHeaderLineBytes: 8 * 1024,
+        maxSubscriptions: this.limits.maxStompSubscriptions,
+        maxInFlight: this.limits.maxInFlightPerConnection,
+        connectTimeoutMs: this.limits.handshakeTimeoutMs,
+        maxBufferedBytes: this.limits.maxBufferedBytes,
+      },
+      connectionCount: () => this.connectionCount(),
+      maxConnections: this.limits.maxConnections,
+      isClosing: () => this.closing,
+      nextConnectionId: () => `c${++this.seq}`,
+    });
+    this.journal.addSink(this.stomp);
+    this.journal.addSink({ listeners: () => this.conns.size, deliver: (e) => this.broadcast(e.text) });
+    // STOMP or HTTP, told apart by the first bytes (after TLS).
+    sniffProtocols(http, {
+      event: tls ? 'secureConnection' : 'connection',
+      timeoutMs: this.limits.handshakeTimeoutMs,
+      onStomp: (socket, head) => this.stomp.accept(socket, head),
+      log: this.log,
+    });
   }
 
   static async start(opts: RpcServerOptions): Promise<RpcServer> {
@@ -232,25 +273,22 @@ export class RpcServer {
     return () => this.connectListeners.delete(fn);
   }
 
+  /** Open clients over WebSocket and STOMP. */
   connectionCount(): number {
-    return this.conns.size;
+    return this.conns.size + this.stomp.size;
   }
 
-  /** Send a JSON-RPC notification to every open client. */
-  notify(method: string, params: unknown): void {
-    if (this.conns.size === 0) return;
-    let text: string;
-    try {
-      text = JSON.stringify({ jsonrpc: '2.0', method, params });
-    } catch (err) {
-      this.log.error({ err, method }, 'notification not serialisable; dropped');
-      return;
-    }
+  /** Number and keep a JSON-RPC notification, and send it to every open client (see EventJournal). */
+  notify(method: string, params: unknown, opts?: PublishOptions): void {
+    this.journal.notify(method, params, opts);
+  }
+
+  private broadcast(text: string): void {
     let sent = 0;
     for (const c of this.conns) {
       if (c.ws.readyState === WebSocket.OPEN && this.send(c, text)) sent++;
     }
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ method, clients: sent }, 'notification sent');
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ clients: sent }, 'notification sent');
   }
 
   /** Stop accepting, let in-flight requests finish (at most drainMs), then close every socket. */
@@ -278,6 +316,7 @@ export class RpcServer {
         this.log.warn({ inFlight: this.dispatcher.inFlight }, 'drain deadline passed; closing anyway');
     }
     for (const c of this.conns) c.ws.close(1001, 'server shutting down');
+    const stompClosed = this.stomp.close();
     if (this.conns.size > 0) {
       // Give clients a moment to answer the close frame, then cut.
       let timer: NodeJS.Timeout | undefined;
@@ -290,6 +329,7 @@ export class RpcServer {
       clearTimeout(timer);
       for (const c of this.conns) c.ws.terminate();
     }
+    await stompClosed;
     this.wss.close();
     this.http.closeAllConnections();
     for (const socket of this.sockets) socket.destroy();
@@ -397,7 +437,7 @@ export class RpcServer {
       rejectUpgrade(socket, 404, 'Not Found');
       return;
     }
-    if (this.conns.size >= this.limits.maxConnections) {
+    if (this.connectionCount() >= this.limits.maxConnections) {
       this.log.warn(
         { remote: socket.remoteAddress, max: this.limits.maxConnections },
         'upgrade refused: too many connections',
@@ -431,6 +471,18 @@ export class RpcServer {
       if (cert && typeof cert.subject === 'object') peer = String(cert.subject.CN);
     }
     log.info({ remote, peer, clients: this.conns.size }, 'client connected');
+    // ?since=SEQ[&bootId=ID] resumes the event stream; otherwise held unheard outcomes are replayed.
+    const q = new URL(req.url ?? '/', 'http://x').searchParams;
+    const resume = parseResumePoint(q.get('since'), q.get('bootId'));
+    if (resume === null) {
+      log.info(
+        { url: (req.url ?? '').slice(0, 200) },
+        'bad resume point: since must be a sequence number, bootId a UUID',
+      );
+      ws.close(1008, 'since must be a sequence number and bootId a UUID');
+    } else {
+      for (const e of this.journal.replayFor(resume)) this.send(conn, e.text);
+    }
     for (const fn of this.connectListeners) {
       try {
         fn(connectionId);
