@@ -1,19 +1,23 @@
 // Maps domain errors (src/virt) to the API's JSON-RPC error codes
-// (docs/design.md, "API contract"). Kept apart so the handlers stay one line each.
-import { RpcError, RpcErrorCode } from '../rpc/errors.js';
+// (docs/design.md, "Errors"). Kept apart so the handlers stay one line each.
+import { RpcError } from '../rpc/errors.js';
 import { VirtError } from '../virt/errors.js';
+import { ErrorCode } from './contract.js';
 
-const codeByKind: Record<VirtError['kind'], number> = {
-  'no-such-vm': RpcErrorCode.NO_SUCH_VM,
-  migrating: RpcErrorCode.MIGRATING,
-  hotplug: RpcErrorCode.HOTPLUG_FAILED,
-  hotunplug: RpcErrorCode.HOTUNPLUG_FAILED,
-  invalid: RpcErrorCode.INVALID_PARAMS,
+const codeByKind: Record<Exclude<VirtError['kind'], 'invalid'>, number> = {
+  'no-such-vm': ErrorCode.NO_SUCH_VM,
+  migrating: ErrorCode.MIGRATING,
+  hotplug: ErrorCode.HOTPLUG_FAILED,
+  hotunplug: ErrorCode.HOTUNPLUG_FAILED,
 };
 
 /** Rethrows a VirtError as the RpcError engines expect; anything else unchanged. */
 export function toRpcError(err: unknown): unknown {
   if (!(err instanceof VirtError)) return err;
+  if (err.kind === 'invalid') {
+    // Same data shape as a schema failure: {field, rule, message}.
+    return new RpcError(ErrorCode.INVALID_PARAMS, err.message, { ...err.details, message: err.message });
+  }
   return new RpcError(codeByKind[err.kind], err.message, { reason: err.reason, ...err.details });
 }
 
@@ -28,7 +32,7 @@ export async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
 
 /** A semantic params error that JSON Schema cannot express (e.g. two fields that must agree). */
 export function invalidParam(field: string, rule: string, message: string): RpcError {
-  return new RpcError(RpcErrorCode.INVALID_PARAMS, `invalid params: ${field} ${message}`, {
+  return new RpcError(ErrorCode.INVALID_PARAMS, `invalid params: ${field} ${message}`, {
     field,
     rule,
     message,

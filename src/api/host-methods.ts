@@ -2,7 +2,8 @@
 // the VM manager's cache or was read once at start.
 import type { MethodSpec } from '../rpc/method.js';
 import type { VmManager } from '../virt/vm-manager.js';
-import { capabilitiesSchema, noParams, vmListSchema, vmStatsSchema } from './schemas.js';
+import { defineMethod } from './define-method.js';
+import { AllVmStats, Capabilities, NoParams, PingResult, VmList } from './schemas.js';
 
 export interface HostInfo {
   version: string;
@@ -13,47 +14,46 @@ export interface HostInfo {
   libvirtConnected(): boolean;
 }
 
-type NoParams = Record<string, never>;
-
 export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
-  const ping: MethodSpec<NoParams, boolean> = {
-    name: 'Host.ping',
-    logLevel: 'debug',
-    summary: 'Liveness check; answers true without touching libvirt.',
-    params: noParams,
-    result: { const: true },
-    handler: async () => true,
-  };
-  const caps: MethodSpec<NoParams, unknown> = {
-    name: 'Host.getCapabilities',
-    logLevel: 'debug',
-    summary: 'Daemon, API, libvirt and hypervisor versions.',
-    params: noParams,
-    result: capabilitiesSchema,
-    handler: async () => ({
-      version: info.version,
-      apiVersion: info.apiVersion,
-      libvirtVersion: info.libvirtVersion,
-      hypervisorVersion: info.hypervisorVersion,
-      hostname: info.hostname,
-      libvirtConnected: info.libvirtConnected(),
+  return [
+    defineMethod({
+      name: 'Host.ping',
+      logLevel: 'debug',
+      summary: 'Liveness check; answers true without touching libvirt.',
+      params: NoParams,
+      result: PingResult,
+      handler: async () => true as const,
     }),
-  };
-  const list: MethodSpec<NoParams, unknown> = {
-    name: 'Host.getVMList',
-    logLevel: 'debug',
-    summary: 'Every VM libvirt knows on this host, with its status.',
-    params: noParams,
-    result: vmListSchema,
-    handler: async () => vms.list(),
-  };
-  const all: MethodSpec<NoParams, unknown> = {
-    name: 'Host.getAllVmStats',
-    logLevel: 'debug',
-    summary: 'VmStats of every VM.',
-    params: noParams,
-    result: { type: 'array', items: vmStatsSchema },
-    handler: async () => vms.allStats(),
-  };
-  return [ping, caps, list, all] as MethodSpec[];
+    defineMethod({
+      name: 'Host.getCapabilities',
+      logLevel: 'debug',
+      summary: 'Daemon, API, libvirt and hypervisor versions.',
+      params: NoParams,
+      result: Capabilities,
+      handler: async () => ({
+        version: info.version,
+        apiVersion: info.apiVersion,
+        libvirtVersion: info.libvirtVersion,
+        hypervisorVersion: info.hypervisorVersion,
+        hostname: info.hostname,
+        libvirtConnected: info.libvirtConnected(),
+      }),
+    }),
+    defineMethod({
+      name: 'Host.getVMList',
+      logLevel: 'debug',
+      summary: 'Every VM libvirt knows on this host, with its status.',
+      params: NoParams,
+      result: VmList,
+      handler: async () => vms.list(),
+    }),
+    defineMethod({
+      name: 'Host.getAllVmStats',
+      logLevel: 'debug',
+      summary: 'VmStats of every VM.',
+      params: NoParams,
+      result: AllVmStats,
+      handler: async () => vms.allStats(),
+    }),
+  ];
 }

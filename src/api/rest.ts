@@ -9,8 +9,9 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { JSONRPCError } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
 import type { Caller, Outcome } from '../rpc/dispatcher.js';
-import { RpcErrorCode } from '../rpc/errors.js';
 import type { HttpRoute, HttpRouteContext } from '../rpc/http-route.js';
+import { ErrorCode, isReasonOf, type Reason } from './contract.js';
+import type { SetMemoryParams } from './schemas.js';
 
 export const SET_MEMORY_METHOD = 'VM.setMemory';
 const MIB = 1024 * 1024;
@@ -33,29 +34,22 @@ export class RestFault extends Error {
   }
 }
 
-export interface SetMemoryParams {
-  vmID: string;
-  memory: number;
-  guaranteed?: number;
-}
+/** Reasons that mean "the VM's state forbids it now": 409 Conflict. */
+const CONFLICT_REASONS: readonly Reason[] = [
+  'not-running',
+  'guest-rejected',
+  'already-unplugging',
+  'vm-gone',
+];
 
-/** HTTP status for a JSON-RPC error from VM.setMemory. */
+/** HTTP status for a JSON-RPC error from VM.setMemory (docs/design.md, "REST"). */
 export function statusForError(err: JSONRPCError): number {
   const data: unknown = err.data;
-  const reason =
-    typeof data === 'object' && data !== null && 'reason' in data
-      ? (data as { reason: unknown }).reason
-      : undefined;
-  if (err.code === RpcErrorCode.INVALID_PARAMS) return 400;
-  if (err.code === RpcErrorCode.NO_SUCH_VM) return 404;
-  // The VM's state forbids it now: not running, migrating, the guest refused, or an unplug is under way.
-  if (
-    err.code === RpcErrorCode.MIGRATING ||
-    reason === 'not-running' ||
-    reason === 'guest-rejected' ||
-    reason === 'already-unplugging' ||
-    reason === 'vm-gone'
-  ) {
+  const raw = isRecord(data) ? data.reason : undefined;
+  const reason = isReasonOf(err.code, raw) ? raw : undefined;
+  if (err.code === ErrorCode.INVALID_PARAMS) return 400;
+  if (err.code === ErrorCode.NO_SUCH_VM) return 404;
+  if (err.code === ErrorCode.MIGRATING || (reason !== undefined && CONFLICT_REASONS.includes(reason))) {
     return 409;
   }
   if (reason === 'no-suitable-device') return 422;
@@ -66,7 +60,7 @@ export function statusForError(err: JSONRPCError): number {
 function faultDetail(err: JSONRPCError): string {
   const data: unknown = err.data;
   const d = typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {};
-  if (err.code === RpcErrorCode.INVALID_PARAMS && typeof d.field === 'string') {
+  if (err.code === ErrorCode.INVALID_PARAMS && typeof d.field === 'string') {
     return `${d.field}: ${String(d.message ?? '')} (rule ${String(d.rule ?? '')})`;
   }
   let detail = `code ${err.code}`;

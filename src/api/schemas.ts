@@ -1,214 +1,241 @@
-// JSON Schemas of the API's params and results. They validate every request
-// before a handler runs and are published through rpc.discover, so the
-// contract engines read is the one we enforce.
+// The API's params, results and notification params, written once with
+// TypeBox: each schema is plain JSON Schema (what ajv validates requests
+// with and what rpc.discover publishes) and, through Static<>, the
+// TypeScript type the handlers, the REST front, the CLI and the tests use.
+// So the enforced, the published and the typed contract are one.
+import { type Static, type TProperties, type TSchema, Type } from '@sinclair/typebox';
 import type { JsonSchema } from '../rpc/method.js';
+import { HOTPLUG_REASONS, HOTUNPLUG_REASONS } from './contract.js';
 
 /** 16 TiB in MiB: far above any real VM, low enough that sums stay exact. */
 export const MAX_MIB = 16 * 1024 * 1024;
 export const MAX_BYTES = MAX_MIB * 1024 * 1024;
 export const MAX_TIMEOUT_S = 3600;
 
-export const uuidSchema: JsonSchema = {
-  type: 'string',
+/** A string schema limited to `values`, typed as their union (enum keeps ajv's "allowed" list). */
+function StringEnum<const T extends readonly string[]>(values: T, description?: string) {
+  return Type.Unsafe<T[number]>({
+    type: 'string',
+    enum: [...values],
+    ...(description ? { description } : {}),
+  });
+}
+
+/** The JSON Schema view of a TypeBox schema, for MethodSpec. */
+export function json(schema: TSchema): JsonSchema {
+  return schema as unknown as JsonSchema;
+}
+
+export const Uuid = Type.String({
   pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
   description: 'VM UUID',
-};
+});
 
 /** Our own aliases (ua-…) or the ones libvirt assigns when none is given (dimmN). */
-export const aliasSchema: JsonSchema = {
-  type: 'string',
+export const Alias = Type.String({
   pattern: '^(ua-[A-Za-z0-9-]{1,64}|dimm[0-9]{1,4})$',
   description: 'device alias: "ua-" followed by letters, digits or dashes, or libvirt\'s "dimmN"',
-};
-
-const mib = (description: string, minimum = 1): JsonSchema => ({
-  type: 'integer',
-  minimum,
-  maximum: MAX_MIB,
-  description,
 });
 
-const bytes = (description: string, minimum = 0): JsonSchema => ({
-  type: 'integer',
-  minimum,
-  maximum: MAX_BYTES,
-  description,
-});
+const Mib = (description: string, minimum = 1) => Type.Integer({ minimum, maximum: MAX_MIB, description });
 
-const timeoutSchema: JsonSchema = {
-  type: 'number',
+const Bytes = (description: string, minimum = 0) =>
+  Type.Integer({ minimum, maximum: MAX_BYTES, description });
+
+const Timeout = Type.Number({
   exclusiveMinimum: 0,
   maximum: MAX_TIMEOUT_S,
   description: 'seconds to wait for the guest to release the device',
-};
-
-const nodeSchema: JsonSchema = { type: 'integer', minimum: 0, maximum: 63, description: 'guest NUMA node' };
-
-export const noParams: JsonSchema = { type: 'object', properties: {}, additionalProperties: false };
-
-export const vmIdParams: JsonSchema = {
-  type: 'object',
-  properties: { vmID: uuidSchema },
-  required: ['vmID'],
-  additionalProperties: false,
-};
-
-/** VDSM's envelope for memory device calls: {vmID, params:{vmId, memory, memGuaranteedSize?}, ...extra}. */
-function memoryDeviceParams(memory: JsonSchema, extra: Record<string, JsonSchema> = {}): JsonSchema {
-  return {
-    type: 'object',
-    properties: {
-      vmID: uuidSchema,
-      params: {
-        type: 'object',
-        properties: {
-          vmId: uuidSchema,
-          memory,
-          memGuaranteedSize: mib('guaranteed memory to set, MiB', 0),
-        },
-        required: ['vmId', 'memory'],
-        additionalProperties: false,
-      },
-      ...extra,
-    },
-    required: ['vmID', 'params'],
-    additionalProperties: false,
-  };
-}
-
-export const hotplugParams: JsonSchema = memoryDeviceParams({
-  type: 'object',
-  properties: { size: mib('DIMM size in MiB'), node: nodeSchema, alias: aliasSchema },
-  required: ['size', 'node'],
-  additionalProperties: false,
 });
 
-export const hotunplugParams: JsonSchema = memoryDeviceParams(
-  {
-    type: 'object',
-    properties: {
-      size: mib('DIMM size in MiB'),
-      node: nodeSchema,
-      alias: aliasSchema,
-      address: {
-        type: 'object',
-        properties: {
-          type: { const: 'dimm' },
-          slot: { type: 'integer', minimum: 0, maximum: 255 },
-          base: { type: 'string', pattern: '^0x[0-9a-fA-F]{1,16}$' },
+const Node = Type.Integer({ minimum: 0, maximum: 63, description: 'guest NUMA node' });
+
+const closed = { additionalProperties: false } as const;
+
+// ---------------------------------------------------------------- params
+
+export const NoParams = Type.Object({}, closed);
+export type NoParams = Static<typeof NoParams>;
+
+export const VmIdParams = Type.Object({ vmID: Uuid }, closed);
+export type VmIdParams = Static<typeof VmIdParams>;
+
+/** VDSM's envelope for memory device calls: {vmID, params:{vmId, memory, memGuaranteedSize?}, ...extra}. */
+function MemoryDeviceParams<M extends TSchema, E extends TProperties>(memory: M, extra: E) {
+  return Type.Object(
+    {
+      vmID: Uuid,
+      params: Type.Object(
+        {
+          vmId: Uuid,
+          memory,
+          memGuaranteedSize: Type.Optional(Mib('guaranteed memory to set, MiB', 0)),
         },
-        additionalProperties: false,
-      },
+        closed,
+      ),
+      ...extra,
     },
-    required: ['size', 'node', 'alias'],
-    additionalProperties: false,
+    closed,
+  );
+}
+
+export const HotplugMemory = Type.Object(
+  { size: Mib('DIMM size in MiB'), node: Node, alias: Type.Optional(Alias) },
+  closed,
+);
+export type HotplugMemory = Static<typeof HotplugMemory>;
+
+export const HotplugParams = MemoryDeviceParams(HotplugMemory, {});
+export type HotplugParams = Static<typeof HotplugParams>;
+
+export const DimmAddress = Type.Object(
+  {
+    type: Type.Optional(Type.Literal('dimm')),
+    slot: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    base: Type.Optional(Type.String({ pattern: '^0x[0-9a-fA-F]{1,16}$' })),
   },
-  { timeout: timeoutSchema },
+  closed,
 );
 
-export const setMemoryParams: JsonSchema = {
-  type: 'object',
-  properties: {
-    vmID: uuidSchema,
-    memory: bytes('requested VM memory in bytes (floored to MiB)', 1),
-    guaranteed: bytes('requested guaranteed memory in bytes'),
-    timeout: timeoutSchema,
-  },
-  required: ['vmID', 'memory'],
-  additionalProperties: false,
-};
+export const HotunplugMemory = Type.Object(
+  { size: Mib('DIMM size in MiB'), node: Node, alias: Alias, address: Type.Optional(DimmAddress) },
+  closed,
+);
+export type HotunplugMemory = Static<typeof HotunplugMemory>;
 
-const memoryDevice: JsonSchema = {
-  type: 'object',
-  properties: {
-    alias: { type: 'string' },
-    size: { type: 'integer' },
-    node: { type: 'integer' },
-    slot: { type: 'integer' },
-    base: { type: 'string' },
-    state: { enum: ['plugged', 'unplugging'] },
-  },
-  required: ['alias', 'size', 'node', 'slot', 'base', 'state'],
-};
+export const HotunplugParams = MemoryDeviceParams(HotunplugMemory, { timeout: Type.Optional(Timeout) });
+export type HotunplugParams = Static<typeof HotunplugParams>;
 
-export const vmStatsSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    vmId: { type: 'string' },
-    vmName: { type: 'string' },
-    status: { type: 'string' },
-    memSize: { type: 'integer', description: 'MiB, base + DIMMs' },
-    memGuaranteedSize: { type: 'integer' },
-    hash: { type: 'string' },
-    balloonActive: { type: 'boolean' },
-    memoryDevices: { type: 'array', items: memoryDevice },
+export const SetMemoryParams = Type.Object(
+  {
+    vmID: Uuid,
+    memory: Bytes('requested VM memory in bytes (floored to MiB)', 1),
+    guaranteed: Type.Optional(Bytes('requested guaranteed memory in bytes')),
+    timeout: Type.Optional(Timeout),
   },
-  required: [
-    'vmId',
-    'vmName',
-    'status',
-    'memSize',
-    'memGuaranteedSize',
-    'hash',
-    'balloonActive',
-    'memoryDevices',
-  ],
-};
+  closed,
+);
+export type SetMemoryParams = Static<typeof SetMemoryParams>;
 
-export const vmListSchema: JsonSchema = {
-  type: 'array',
-  items: {
-    type: 'object',
-    properties: { vmId: { type: 'string' }, vmName: { type: 'string' }, status: { type: 'string' } },
-    required: ['vmId', 'vmName', 'status'],
+// ---------------------------------------------------------------- results
+
+export const VmStatus = StringEnum(
+  ['Up', 'Paused', 'Down', 'Powering down', 'Migration Source', 'WaitForLaunch', 'Unknown'] as const,
+  'VDSM-style VM status',
+);
+
+export const VmStatsDevice = Type.Object(
+  {
+    alias: Type.String(),
+    size: Type.Integer({ description: 'MiB' }),
+    node: Type.Integer(),
+    slot: Type.Integer(),
+    base: Type.String({ description: "guest physical base address, '0x…'" }),
+    state: StringEnum(['plugged', 'unplugging'] as const),
   },
-};
+  closed,
+);
+export type VmStatsDevice = Static<typeof VmStatsDevice>;
 
-export const capabilitiesSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    version: { type: 'string' },
-    apiVersion: { type: 'string' },
-    libvirtVersion: { type: 'string' },
-    hypervisorVersion: { type: 'string' },
-    hostname: { type: 'string' },
-    libvirtConnected: { type: 'boolean' },
+export const VmStats = Type.Object(
+  {
+    vmId: Type.String(),
+    vmName: Type.String(),
+    status: VmStatus,
+    memSize: Type.Integer({ description: 'MiB, base + DIMMs' }),
+    memGuaranteedSize: Type.Integer({ description: 'MiB' }),
+    hash: Type.String({ description: 'changes whenever the device set or a device state changes' }),
+    balloonActive: Type.Boolean(),
+    memoryDevices: Type.Array(VmStatsDevice),
   },
-  required: ['version', 'apiVersion', 'libvirtVersion', 'hypervisorVersion', 'hostname'],
-};
+  closed,
+);
+export type VmStats = Static<typeof VmStats>;
 
-export const unplugResultSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    status: { const: 'removed' },
-    alias: { type: 'string' },
-    memSize: { type: 'integer' },
-    memGuaranteedSize: { type: 'integer' },
+export const VmListEntry = Type.Object(
+  { vmId: Type.String(), vmName: Type.String(), status: VmStatus },
+  closed,
+);
+export const VmList = Type.Array(VmListEntry);
+export type VmList = Static<typeof VmList>;
+
+export const AllVmStats = Type.Array(VmStats);
+export type AllVmStats = Static<typeof AllVmStats>;
+
+export const PingResult = Type.Literal(true);
+
+export const Capabilities = Type.Object(
+  {
+    version: Type.String(),
+    apiVersion: Type.String(),
+    libvirtVersion: Type.String(),
+    hypervisorVersion: Type.String(),
+    hostname: Type.String(),
+    libvirtConnected: Type.Boolean(),
   },
-  required: ['status', 'alias', 'memSize', 'memGuaranteedSize'],
-};
+  closed,
+);
+export type Capabilities = Static<typeof Capabilities>;
 
-export const setMemoryResultSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    memSize: { type: 'integer' },
-    memGuaranteedSize: { type: 'integer' },
-    unplugged: {
-      type: 'array',
-      items: { type: 'object', properties: { alias: { type: 'string' }, size: { type: 'integer' } } },
-    },
-    failed: {
-      type: 'array',
-      items: { type: 'object', properties: { alias: { type: 'string' }, reason: { type: 'string' } } },
-    },
-    nextRun: {
-      type: 'object',
-      properties: {
-        updated: { type: 'boolean' },
-        memory: { type: 'integer' },
-        guaranteed: { type: 'integer' },
+export const UnplugResult = Type.Object(
+  {
+    status: Type.Literal('removed'),
+    alias: Type.String(),
+    memSize: Type.Integer({ description: 'MiB after the removal' }),
+    memGuaranteedSize: Type.Integer({ description: 'MiB' }),
+  },
+  closed,
+);
+export type UnplugResult = Static<typeof UnplugResult>;
+
+/**
+ * A failure reason: the schema lists the contract's values (tests hold every
+ * answer to it); the static type stays string because the domain layer's
+ * records carry plain strings.
+ */
+const reasonOf = (values: readonly string[]) => Type.Unsafe<string>({ type: 'string', enum: [...values] });
+const FailureReason = reasonOf([...new Set([...HOTUNPLUG_REASONS, ...HOTPLUG_REASONS])]);
+
+export const SetMemoryResult = Type.Object(
+  {
+    memSize: Type.Integer({ description: 'MiB' }),
+    memGuaranteedSize: Type.Integer({ description: 'MiB' }),
+    unplugged: Type.Array(Type.Object({ alias: Type.String(), size: Type.Integer() }, closed)),
+    failed: Type.Array(Type.Object({ alias: Type.String(), reason: FailureReason }, closed)),
+    nextRun: Type.Object(
+      {
+        updated: Type.Boolean(),
+        memory: Type.Integer({ description: 'MiB' }),
+        guaranteed: Type.Integer({ description: 'MiB' }),
       },
-    },
+      closed,
+    ),
   },
-  required: ['memSize', 'memGuaranteedSize', 'unplugged', 'failed', 'nextRun'],
-};
+  closed,
+);
+export type SetMemoryResult = Static<typeof SetMemoryResult>;
+
+// ---------------------------------------------------------------- notifications
+
+export const DeviceRemovedEvent = Type.Object(
+  {
+    alias: Type.String(),
+    memSize: Type.Integer({ description: 'MiB after the removal' }),
+    late: Type.Boolean({ description: 'nobody was waiting any more (timed out, or the daemon was away)' }),
+  },
+  closed,
+);
+export type DeviceRemovedEvent = Static<typeof DeviceRemovedEvent>;
+
+export const DeviceRemovalFailedEvent = Type.Object(
+  { alias: Type.String(), reason: reasonOf(HOTUNPLUG_REASONS) },
+  closed,
+);
+export type DeviceRemovalFailedEvent = Static<typeof DeviceRemovalFailedEvent>;
+
+/** Notification method prefixes (the VM id follows) and their params schemas. */
+export const NOTIFICATIONS = {
+  '|virt|VM_status|': VmStats,
+  '|virt|device_removed|': DeviceRemovedEvent,
+  '|virt|device_removal_failed|': DeviceRemovalFailedEvent,
+} as const satisfies Record<string, TSchema>;

@@ -4,48 +4,18 @@
 import { randomUUID } from 'node:crypto';
 import type { MethodContext, MethodSpec } from '../rpc/method.js';
 import type { VmManager } from '../virt/vm-manager.js';
+import { ErrorCode } from './contract.js';
+import { defineMethod } from './define-method.js';
 import { invalidParam, mapErrors } from './error-mapping.js';
 import {
-  hotplugParams,
-  hotunplugParams,
-  setMemoryParams,
-  setMemoryResultSchema,
-  unplugResultSchema,
-  vmIdParams,
-  vmStatsSchema,
+  HotplugParams,
+  HotunplugParams,
+  SetMemoryParams,
+  SetMemoryResult,
+  UnplugResult,
+  VmIdParams,
+  VmStats,
 } from './schemas.js';
-
-interface VmIdParams {
-  vmID: string;
-}
-interface HotplugParams {
-  vmID: string;
-  params: {
-    vmId: string;
-    memory: { size: number; node: number; alias?: string };
-    memGuaranteedSize?: number;
-  };
-}
-interface HotunplugParams {
-  vmID: string;
-  params: {
-    vmId: string;
-    memory: {
-      size: number;
-      node: number;
-      alias: string;
-      address?: { type?: 'dimm'; slot?: number; base?: string };
-    };
-    memGuaranteedSize?: number;
-  };
-  timeout?: number;
-}
-interface SetMemoryParams {
-  vmID: string;
-  memory: number;
-  guaranteed?: number;
-  timeout?: number;
-}
 
 /** VDSM sends the VM id twice; a mismatch is a caller bug we must not guess about. */
 function sameVm(vmID: string, vmId: string): void {
@@ -63,82 +33,75 @@ function opIdOf(ctx: MethodContext): string {
 
 const seconds = (s: number | undefined): number | undefined => (s === undefined ? undefined : s * 1000);
 
+const NO_SUCH_VM = { code: ErrorCode.NO_SUCH_VM, message: 'no such VM' };
+const MIGRATING = { code: ErrorCode.MIGRATING, message: 'VM is migrating' };
+const HOTPLUG_FAILED = { code: ErrorCode.HOTPLUG_FAILED, message: 'hot plug failed' };
+const HOTUNPLUG_FAILED = { code: ErrorCode.HOTUNPLUG_FAILED, message: 'hot unplug failed' };
+
 export function vmMethods(vms: VmManager): MethodSpec[] {
-  const getStats: MethodSpec<VmIdParams, unknown> = {
-    name: 'VM.getStats',
-    logLevel: 'debug',
-    summary: "A VM's memory and memory devices.",
-    params: vmIdParams,
-    result: vmStatsSchema,
-    errors: [{ code: 1, message: 'no such VM' }],
-    handler: async ({ vmID }) => mapErrors(async () => vms.stats(vmID.toLowerCase())),
-  };
-  const hotplug: MethodSpec<HotplugParams, unknown> = {
-    name: 'VM.hotplugMemory',
-    summary: 'Hot plug one DIMM into a running VM.',
-    params: hotplugParams,
-    result: vmStatsSchema,
-    errors: [
-      { code: 1, message: 'no such VM' },
-      { code: 51, message: 'VM is migrating' },
-      { code: 70, message: 'hot plug failed' },
-    ],
-    handler: async ({ vmID, params }, ctx) => {
-      sameVm(vmID, params.vmId);
-      return mapErrors(() =>
-        vms.hotplugMemory(vmID.toLowerCase(), params.memory, {
-          memGuaranteedSize: params.memGuaranteedSize,
-          opId: opIdOf(ctx),
-        }),
-      );
-    },
-  };
-  const hotunplug: MethodSpec<HotunplugParams, unknown> = {
-    name: 'VM.hotunplugMemory',
-    summary: 'Hot unplug one previously hot-plugged DIMM and wait until the guest releases it.',
-    params: hotunplugParams,
-    result: unplugResultSchema,
-    errors: [
-      { code: 1, message: 'no such VM' },
-      { code: 51, message: 'VM is migrating' },
-      { code: 85, message: 'hot unplug failed' },
-    ],
-    handler: async ({ vmID, params, timeout }, ctx) => {
-      sameVm(vmID, params.vmId);
-      const { address, ...memory } = params.memory;
-      return mapErrors(() =>
-        vms.hotunplugMemory(
-          vmID.toLowerCase(),
-          { ...memory, address: address && { slot: address.slot, base: address.base } },
-          { memGuaranteedSize: params.memGuaranteedSize, timeoutMs: seconds(timeout), opId: opIdOf(ctx) },
-        ),
-      );
-    },
-  };
-  const setMemory: MethodSpec<SetMemoryParams, unknown> = {
-    name: 'VM.setMemory',
-    summary:
-      "Set a running VM's memory to X bytes: unplug the DIMMs the planner picks (or plug one), set guaranteed memory and the next-run configuration.",
-    params: setMemoryParams,
-    result: setMemoryResultSchema,
-    errors: [
-      { code: 1, message: 'no such VM' },
-      { code: 51, message: 'VM is migrating' },
-      { code: 70, message: 'hot plug failed' },
-      { code: 85, message: 'hot unplug failed' },
-    ],
-    handler: async ({ vmID, memory, guaranteed, timeout }, ctx) => {
-      if (guaranteed !== undefined && guaranteed > memory) {
-        throw invalidParam('guaranteed', '<= memory', 'must not exceed memory');
-      }
-      return mapErrors(() =>
-        vms.setMemory(vmID.toLowerCase(), memory, {
-          guaranteedBytes: guaranteed,
-          timeoutMs: seconds(timeout),
-          opId: opIdOf(ctx),
-        }),
-      );
-    },
-  };
-  return [getStats, hotplug, hotunplug, setMemory] as MethodSpec[];
+  return [
+    defineMethod({
+      name: 'VM.getStats',
+      logLevel: 'debug',
+      summary: "A VM's memory and memory devices.",
+      params: VmIdParams,
+      result: VmStats,
+      errors: [NO_SUCH_VM],
+      handler: async ({ vmID }) => mapErrors(async () => vms.stats(vmID.toLowerCase())),
+    }),
+    defineMethod({
+      name: 'VM.hotplugMemory',
+      summary: 'Hot plug one DIMM into a running VM.',
+      params: HotplugParams,
+      result: VmStats,
+      errors: [NO_SUCH_VM, MIGRATING, HOTPLUG_FAILED],
+      handler: async ({ vmID, params }, ctx) => {
+        sameVm(vmID, params.vmId);
+        return mapErrors(() =>
+          vms.hotplugMemory(vmID.toLowerCase(), params.memory, {
+            memGuaranteedSize: params.memGuaranteedSize,
+            opId: opIdOf(ctx),
+          }),
+        );
+      },
+    }),
+    defineMethod({
+      name: 'VM.hotunplugMemory',
+      summary: 'Hot unplug one previously hot-plugged DIMM and wait until the guest releases it.',
+      params: HotunplugParams,
+      result: UnplugResult,
+      errors: [NO_SUCH_VM, MIGRATING, HOTUNPLUG_FAILED],
+      handler: async ({ vmID, params, timeout }, ctx) => {
+        sameVm(vmID, params.vmId);
+        const { address, ...memory } = params.memory;
+        return mapErrors(() =>
+          vms.hotunplugMemory(
+            vmID.toLowerCase(),
+            { ...memory, address: address && { slot: address.slot, base: address.base } },
+            { memGuaranteedSize: params.memGuaranteedSize, timeoutMs: seconds(timeout), opId: opIdOf(ctx) },
+          ),
+        );
+      },
+    }),
+    defineMethod({
+      name: 'VM.setMemory',
+      summary:
+        "Set a running VM's memory to X bytes: unplug the DIMMs the planner picks (or plug one), set guaranteed memory and the next-run configuration.",
+      params: SetMemoryParams,
+      result: SetMemoryResult,
+      errors: [NO_SUCH_VM, MIGRATING, HOTPLUG_FAILED, HOTUNPLUG_FAILED],
+      handler: async ({ vmID, memory, guaranteed, timeout }, ctx) => {
+        if (guaranteed !== undefined && guaranteed > memory) {
+          throw invalidParam('guaranteed', '<= memory', 'must not exceed memory');
+        }
+        return mapErrors(() =>
+          vms.setMemory(vmID.toLowerCase(), memory, {
+            guaranteedBytes: guaranteed,
+            timeoutMs: seconds(timeout),
+            opId: opIdOf(ctx),
+          }),
+        );
+      },
+    }),
+  ];
 }

@@ -1,6 +1,7 @@
 // Turns a daemon error into what an operator needs: what failed, why, and
 // what to do about it.
 
+import { ErrorCode, type Reason } from '../api/contract.js';
 import type { RpcCallError } from './errors.js';
 
 export const MOVABLE_HINT =
@@ -26,22 +27,22 @@ export function explainRpcError(e: RpcCallError, what: string): Explained {
   const reason = e.reason;
   const message = `${what} failed: ${e.message}${reason && !e.message.includes(reason) ? ` (${reason})` : ''}`;
   switch (e.code) {
-    case 1:
+    case ErrorCode.NO_SUCH_VM:
       return { message, hint: 'no such VM on this host; list them with: vmhost-client vm list' };
-    case 51:
+    case ErrorCode.MIGRATING:
       return { message, hint: 'the VM is migrating; retry once the migration has finished' };
-    case -32602: {
+    case ErrorCode.INVALID_PARAMS: {
       const field = dataField(e, 'field');
       return {
         message,
         hint: field ? `check the value of ${field}` : 'check the parameters (vmhost-client --help)',
       };
     }
-    case -32601:
+    case ErrorCode.METHOD_NOT_FOUND:
       return { message, hint: 'unknown method; the API is described by: vmhost-client rpc discover' };
-    case -32000:
+    case ErrorCode.SERVER_BUSY:
       return { message, hint: 'the daemon is busy or shutting down; retry in a moment' };
-    case 100: {
+    case ErrorCode.UNEXPECTED: {
       const id = dataField(e, 'correlationId') ?? dataField(e, 'id');
       return {
         message,
@@ -55,30 +56,28 @@ export function explainRpcError(e: RpcCallError, what: string): Explained {
 
 /** What to do about a failure `reason` (docs/design.md, "Errors": `data.reason`). */
 export function hintForReason(reason: string): string | undefined {
-  switch (reason) {
-    case 'guest-rejected':
-      return `the guest refused to release the memory; ${MOVABLE_HINT}`;
-    case 'timeout':
-      return (
-        'the guest did not release the DIMM in time. The removal stays requested: if the guest releases it ' +
-        'later the daemon notices (watch: vmhost-client events). A guest that never answers usually has the ' +
-        `memory onlined as non-movable; ${MOVABLE_HINT}`
-      );
-    case 'already-unplugging':
-      return 'an unplug of this DIMM is already pending; watch it with: vmhost-client events (or vm show)';
-    case 'not-hotplugged':
-      return 'only DIMMs hot-plugged while the VM runs can be removed; DIMMs present at boot are not movable';
-    case 'device-not-found':
-      return 'no DIMM with that alias; see the aliases with: vmhost-client vm show VM';
-    case 'not-running':
-      return 'the VM is not running; memory hot plug and unplug need a running VM';
-    case 'vm-gone':
-      return 'the VM stopped while the operation was in progress';
-    case 'no-free-slot':
-      return 'every memory slot is used (<maxMemory slots=...> in the domain XML); unplug a DIMM first';
-    case 'libvirt-error':
-      return "libvirt refused the request; the daemon log has libvirt's code and message";
-    default:
-      return undefined;
-  }
+  return Object.hasOwn(HINTS, reason) ? HINTS[reason as Reason] : undefined;
 }
+
+/** One hint per reason of the contract: a reason added there without a hint here fails the compile. */
+const HINTS: Record<Reason, string> = {
+  'guest-rejected': `the guest refused to release the memory; ${MOVABLE_HINT}`,
+  timeout:
+    'the guest did not release the DIMM in time. The removal stays requested: if the guest releases it ' +
+    'later the daemon notices (watch: vmhost-client events). A guest that never answers usually has the ' +
+    `memory onlined as non-movable; ${MOVABLE_HINT}`,
+  'already-unplugging':
+    'an unplug of this DIMM is already pending; watch it with: vmhost-client events (or vm show)',
+  'not-hotplugged':
+    'only DIMMs hot-plugged while the VM runs can be removed; DIMMs present at boot are not movable',
+  'device-not-found': 'no DIMM with that alias; see the aliases with: vmhost-client vm show VM',
+  'not-running': 'the VM is not running; memory hot plug and unplug need a running VM',
+  'vm-gone': 'the VM stopped while the operation was in progress',
+  'no-free-slot': 'every memory slot is used (<maxMemory slots=...> in the domain XML); unplug a DIMM first',
+  'libvirt-error': "libvirt refused the request; the daemon log has libvirt's code and message",
+  'no-suitable-device':
+    'no hot-plugged DIMM fits the requested decrease (each is larger than it, or all are being unplugged); ' +
+    'see them with: vmhost-client vm show VM',
+  'no-such-vm': 'no such VM on this host; list them with: vmhost-client vm list',
+  migrating: 'the VM is migrating; retry once the migration has finished',
+};

@@ -1,5 +1,7 @@
-// JSON-RPC error objects the API returns. Handlers throw RpcError; anything
-// else thrown becomes code UNEXPECTED with a correlation id (see dispatcher).
+// JSON-RPC error objects. Handlers throw RpcError; anything else thrown
+// becomes code UNEXPECTED with a correlation id (see dispatcher). These are
+// the transport's codes; the API's own (no such VM, hot plug failed, ...) are
+// in src/api/contract.ts.
 
 export const RpcErrorCode = {
   PARSE: -32700,
@@ -9,10 +11,6 @@ export const RpcErrorCode = {
   INTERNAL: -32603,
   /** Implementation-defined server error: per-connection in-flight cap, shutting down. */
   SERVER_BUSY: -32000,
-  NO_SUCH_VM: 1,
-  MIGRATING: 51,
-  HOTPLUG_FAILED: 70,
-  HOTUNPLUG_FAILED: 85,
   UNEXPECTED: 100,
 } as const;
 

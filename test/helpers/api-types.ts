@@ -1,8 +1,9 @@
-// The API's result shapes as tests see them on the wire (the same types the
-// VM manager returns, so a contract change breaks the tests' compile too).
+// The API's result shapes as tests see them on the wire: the static types of
+// the contract's own schemas (src/api/schemas.ts), so a contract change
+// breaks the tests' compile too.
 export type {
   SetMemoryResult,
   UnplugResult,
   VmStats as Stats,
   VmStatsDevice as Dimm,
-} from '../../src/virt/types.js';
+} from '../../src/api/schemas.js';

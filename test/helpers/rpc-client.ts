@@ -1,6 +1,11 @@
-// A minimal JSON-RPC 2.0 WebSocket client for tests: calls with ids,
-// collected notifications, and waits with deadlines (never sleeps).
+// The tests' JSON-RPC 2.0 client: json-rpc-2.0's JSONRPCClient over one ws
+// WebSocket, plus collected notifications and waits with deadlines (never
+// sleeps). Every result, notification and error it receives is held to the
+// published contract (contract-check.ts), so API-level tests cannot pass
+// on an answer that OpenRPC does not describe.
+import { JSONRPCClient, JSONRPCErrorException, type JSONRPCResponse } from 'json-rpc-2.0';
 import WebSocket, { type ClientOptions } from 'ws';
+import { checkError, checkNotification, checkResult } from './contract-check.js';
 
 export interface RpcErrorObject {
   code: number;
@@ -26,23 +31,23 @@ export interface Notification {
   at: number;
 }
 
-interface Pending {
-  resolve(v: unknown): void;
-  reject(e: Error): void;
-}
+/** json-rpc-2.0 answers requests it gave up on (connection closed) with this code; the daemon never does. */
+const LOCAL_FAILURE = 0;
 
 export class TestRpcClient {
   readonly notifications: Notification[] = [];
-  private nextId = 1;
-  private pending = new Map<number | string, Pending>();
+  private readonly client: JSONRPCClient;
   private waiters = new Set<() => void>();
   private rawWaiters = new Set<(msg: unknown) => void>();
 
   private constructor(readonly ws: WebSocket) {
+    this.client = new JSONRPCClient((request) => {
+      if (ws.readyState !== WebSocket.OPEN) throw new Error('connection closed');
+      ws.send(JSON.stringify(request));
+    });
     ws.on('message', (data) => this.onMessage(data.toString()));
     ws.on('close', () => {
-      for (const p of this.pending.values()) p.reject(new Error('connection closed'));
-      this.pending.clear();
+      this.client.rejectAllPendingRequests('connection closed');
       for (const w of this.waiters) w();
     });
   }
@@ -61,24 +66,29 @@ export class TestRpcClient {
     const items = Array.isArray(msg) ? msg : [msg];
     for (const m of items as Record<string, unknown>[]) {
       if (m.id === undefined && typeof m.method === 'string') {
+        checkNotification(m.method, m.params);
         this.notifications.push({ method: m.method, params: m.params, at: Date.now() });
         for (const w of this.waiters) w();
         continue;
       }
-      const p = this.pending.get(m.id as number);
-      if (!p) continue;
-      this.pending.delete(m.id as number);
-      if (m.error) p.reject(new RpcCallError(m.error as RpcErrorObject));
-      else p.resolve(m.result);
+      this.client.receive(m as unknown as JSONRPCResponse);
     }
   }
 
-  call<T = unknown>(method: string, params?: unknown): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
-    });
+  async call<T = unknown>(method: string, params?: unknown): Promise<T> {
+    let result: unknown;
+    try {
+      result = await this.client.request(method, params as Record<string, unknown> | undefined);
+    } catch (err) {
+      if (err instanceof JSONRPCErrorException && err.code !== LOCAL_FAILURE) {
+        const error: RpcErrorObject = { code: err.code, message: err.message, data: err.data };
+        checkError(error);
+        throw new RpcCallError(error);
+      }
+      throw err instanceof JSONRPCErrorException ? new Error(err.message) : err;
+    }
+    checkResult(method, result);
+    return result as T;
   }
 
   /** Sends raw text and resolves with the next message the server sends. */

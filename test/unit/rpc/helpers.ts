@@ -4,7 +4,8 @@ import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { type Logger, pino } from 'pino';
 import { WebSocket } from 'ws';
-import { RpcError, RpcErrorCode } from '../../../src/rpc/errors.js';
+import { ErrorCode } from '../../../src/api/contract.js';
+import { RpcError } from '../../../src/rpc/errors.js';
 import type { MethodSpec } from '../../../src/rpc/method.js';
 import { RpcServer, type RpcServerOptions } from '../../../src/rpc/server.js';
 
@@ -284,7 +285,7 @@ export function testMethods(): TestMethodsHandle {
     result: {},
     handler: async (p) => {
       if (p.kind === 'rpc')
-        throw new RpcError(RpcErrorCode.HOTUNPLUG_FAILED, 'guest rejected', { reason: 'guest-rejected' });
+        throw new RpcError(ErrorCode.HOTUNPLUG_FAILED, 'guest rejected', { reason: 'guest-rejected' });
       if (p.kind === 'bigint') return { n: 1n };
       throw new Error('secret internal detail');
     },
