@@ -7,6 +7,8 @@ import { forwardNotifications } from './api/notifications.js';
 import { ConfigError, ConfigInfoRequest, type DaemonConfig, loadConfig } from './config/config.js';
 import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
 import { createLogger, flushLogger } from './log.js';
+import { DaemonMetrics } from './metrics/daemon-metrics.js';
+import { type MetricsListener, metricsRoute, startMetricsListener } from './metrics/http.js';
 import { EventJournal } from './rpc/event-journal.js';
 import { RpcServer } from './rpc/server.js';
 import { API_VERSION, DAEMON_VERSION, formatLibvirtVersion } from './version.js';
@@ -17,6 +19,9 @@ export interface Daemon {
   rpc: RpcServer;
   vms: VmManager;
   client: LibvirtClient;
+  metrics: DaemonMetrics;
+  /** The plain loopback /metrics listener (metrics.listen), if configured. */
+  metricsUrl: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -70,6 +75,8 @@ export async function startDaemon(
     log.error({ err: err.message }, 'libvirt connection lost; reconnecting'),
   );
   client.on('reconnected', () => log.info('libvirt connection restored'));
+  const metrics = new DaemonMetrics({ version: DAEMON_VERSION, perVm: config.metrics.perVm });
+  metrics.watchLibvirt(client);
 
   const prefix = config.libvirt.domainPrefix;
   const vms = VmManager.create(client, {
@@ -81,6 +88,7 @@ export async function startDaemon(
   // Numbered notifications, kept for resuming clients; it exists before the RPC server so recovery's findings are kept.
   const events = new EventJournal({ log });
   const forwarder = forwardNotifications(vms, events);
+  metrics.watchVms(vms);
   await vms.open();
   const methods = apiMethods(vms, {
     version: DAEMON_VERSION,
@@ -91,12 +99,13 @@ export async function startDaemon(
     libvirtConnected: () => client.connected,
   });
   let rpc: RpcServer;
+  let metricsListener: MetricsListener | undefined;
   try {
     rpc = await RpcServer.start({
       host: config.listen.host,
       port: config.listen.port,
       methods,
-      routes: apiRoutes(),
+      routes: [...apiRoutes(), metricsRoute(metrics, log)],
       logger: log,
       tls: config.tls ?? undefined,
       allowInsecure: config.allowInsecure,
@@ -110,16 +119,35 @@ export async function startDaemon(
       apiVersion: API_VERSION,
       serverName: `vmhostd/${DAEMON_VERSION}`,
       events,
+      observer: metrics.rpcObserver,
     });
+    const server = rpc;
+    metrics.addClientSource('ws', () => server.clientCounts().ws);
+    metrics.addClientSource('stomp', () => server.clientCounts().stomp);
+    if (config.metrics.listen) {
+      const { host, port } = config.metrics.listen;
+      metricsListener = await startMetricsListener(host, port, metrics, log).catch(async (err: unknown) => {
+        await server.close({ drainMs: 0 });
+        throw err;
+      });
+    }
   } catch (err) {
+    metrics.close();
     forwarder.stop();
     await vms.close();
     await client.close();
     throw err;
   }
   const url = rpc.url();
+  const metricsUrl = metricsListener?.url();
   log.info(
-    { url, version: DAEMON_VERSION, libvirt: formatLibvirtVersion(libVer), vms: vms.list().length },
+    {
+      url,
+      version: DAEMON_VERSION,
+      libvirt: formatLibvirtVersion(libVer),
+      vms: vms.list().length,
+      ...(metricsUrl ? { metricsUrl } : {}),
+    },
     'ready',
   );
 
@@ -128,6 +156,8 @@ export async function startDaemon(
     stopping ??= (async () => {
       log.info('shutting down: no new requests, finishing in-flight operations');
       await rpc.close({ drainMs: SHUTDOWN_DRAIN_MS });
+      await metricsListener?.close();
+      metrics.close();
       forwarder.stop();
       await vms.close();
       await client.close();
@@ -135,7 +165,7 @@ export async function startDaemon(
     })();
     return stopping;
   };
-  return { url, rpc, vms, client, stop };
+  return { url, rpc, vms, client, metrics, metricsUrl, stop };
 }
 
 /** The `vmhostd` command. Returns the process exit code for fatal start errors. */

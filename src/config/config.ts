@@ -4,8 +4,8 @@
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isLoopbackHost, unbracketHost } from '../rpc/listen-policy.js';
-import { parseFlags } from './flags.js';
-import { defaultSettings, type Settings } from './keys.js';
+import { parseFlags, parseListen } from './flags.js';
+import { checkValue, defaultSettings, type Settings } from './keys.js';
 import { readTomlSettings } from './toml-file.js';
 import { ConfigError, ConfigInfoRequest, type DaemonConfig, type LogLevel } from './types.js';
 
@@ -55,6 +55,7 @@ Options (flags override the config file):
   --allow-insecure           allow plain ws:// on a non-loopback address (logs a warning)
   --console-dir DIR          directory of the web console served at / (default <package>/web)
   --no-console               do not serve the web console
+  --metrics-listen HOST:PORT also serve /metrics as plain HTTP on this loopback address
   -h, --help                 show this help and exit
   -V, --version              show the version and exit
 
@@ -155,6 +156,7 @@ function resolve(s: Settings, root: string): DaemonConfig {
     if (!isDir) throw new ConfigError('console.dir', `${JSON.stringify(consoleDir)} is not a directory`);
   }
   if (consoleDir === '') consoleDir = `${root.replace(/\/$/, '')}/web`;
+  const metricsListen = resolveMetricsListen(str(s['metrics.listen']));
 
   return {
     listen: { host, port: num(s['listen.port']) },
@@ -178,7 +180,21 @@ function resolve(s: Settings, root: string): DaemonConfig {
       handshakeTimeoutS: num(s['limits.handshake_timeout']),
     },
     console: { enabled: consoleEnabled, dir: consoleDir },
+    metrics: { listen: metricsListen, perVm: bool(s['metrics.per_vm']) },
   };
+}
+
+/** metrics.listen: "" (off) or HOST:PORT on loopback, since that listener is plain HTTP. */
+function resolveMetricsListen(v: string): { host: string; port: number } | null {
+  if (v === '') return null;
+  const { host, port } = parseListen('metrics.listen', v);
+  if (!isLoopbackHost(host)) {
+    throw new ConfigError(
+      'metrics.listen',
+      `${JSON.stringify(host)} is not a loopback address: this listener is plain HTTP (scrape /metrics on the main listener over TLS instead)`,
+    );
+  }
+  return { host, port: num(checkValue('listen.port', 'metrics.listen', port, true)) };
 }
 
 /** Resolves the libvirt socket path when the config leaves it to auto-detection. */

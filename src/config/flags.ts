@@ -23,6 +23,7 @@ const VALUE_FLAGS: Record<string, KeyName | 'config' | 'listen'> = {
   '--tls-key': 'tls.key',
   '--tls-ca': 'tls.ca',
   '--console-dir': 'console.dir',
+  '--metrics-listen': 'metrics.listen',
 };
 
 /** Switches, and the setting they fix. */

@@ -43,6 +43,9 @@ export const KEYS = {
   'limits.handshake_timeout': { kind: { t: 'number', min: 0.1, max: 600 }, def: 10 },
   'console.enabled': { kind: { t: 'bool' }, def: true },
   'console.dir': { kind: { t: 'string' }, def: '' },
+  // "" = off; else HOST:PORT on loopback (checked in config.ts).
+  'metrics.listen': { kind: { t: 'string' }, def: '' },
+  'metrics.per_vm': { kind: { t: 'bool' }, def: false },
 } as const satisfies Record<string, KeySpec>;
 
 export type KeyName = keyof typeof KEYS;

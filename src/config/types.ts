@@ -37,6 +37,8 @@ export interface DaemonConfig {
     handshakeTimeoutS: number;
   };
   console: { enabled: boolean; dir: string };
+  /** listen: the extra plain-HTTP loopback /metrics listener, or null for none. */
+  metrics: { listen: { host: string; port: number } | null; perVm: boolean };
 }
 
 /** A bad config key or flag. `message` is one line naming the key; the daemon prints it and exits 2. */

@@ -16,6 +16,7 @@ import {
 import type { Logger } from 'pino';
 import { RpcError, RpcErrorCode } from './errors.js';
 import type { MethodContext, MethodSpec } from './method.js';
+import type { RpcObserver } from './observer.js';
 import { compileParams, createAjv, describeAjvError, truncate } from './validation.js';
 
 /** Who is calling: one per WebSocket connection (or per REST request). */
@@ -70,9 +71,11 @@ export class Dispatcher {
   private inFlightTotal = 0;
   private idleWaiters: (() => void)[] = [];
   private closing = false;
+  private readonly observe: (method: string | null, code: number) => void;
 
-  constructor(specs: readonly MethodSpec[], logger: Logger) {
+  constructor(specs: readonly MethodSpec[], logger: Logger, observer: RpcObserver = {}) {
     this.log = logger;
+    this.observe = observer.request ? observer.request.bind(observer) : () => {};
     const ajv = createAjv();
     this.server = new JSONRPCServer<Caller>({
       errorListener: (message, data) => this.log.error({ err: data }, message),
@@ -83,6 +86,7 @@ export class Dispatcher {
     this.server.handleMethodNotFound = async (request: JSONRPCRequest, caller: unknown) => {
       const name = truncate(request.method);
       (caller as Caller).log.info({ method: name, id: request.id, outcome: 'method-not-found' }, 'rpc call');
+      this.observe(null, RpcErrorCode.METHOD_NOT_FOUND);
       if (request.id === undefined) return null;
       return errorResponse(request.id, {
         code: RpcErrorCode.METHOD_NOT_FOUND,
@@ -129,6 +133,7 @@ export class Dispatcher {
       msg = JSON.parse(text);
     } catch (err) {
       caller.log.info({ outcome: 'parse-error', bytes: text.length }, 'rpc parse error');
+      this.observe(null, RpcErrorCode.PARSE);
       return errorResponse(null, {
         code: RpcErrorCode.PARSE,
         message: 'parse error: invalid JSON',
@@ -137,6 +142,7 @@ export class Dispatcher {
     }
     if (!Array.isArray(msg)) return this.handleOne(msg, caller);
     if (msg.length === 0) {
+      this.observe(null, RpcErrorCode.INVALID_REQUEST);
       return errorResponse(null, {
         code: RpcErrorCode.INVALID_REQUEST,
         message: 'invalid request: empty batch',
@@ -157,6 +163,7 @@ export class Dispatcher {
     if (problem !== null) {
       const id = isRecord(msg) && isId(msg.id) ? msg.id : null;
       caller.log.info({ id, outcome: 'invalid-request', problem }, 'rpc invalid request');
+      this.observe(null, RpcErrorCode.INVALID_REQUEST);
       return errorResponse(id, {
         code: RpcErrorCode.INVALID_REQUEST,
         message: `invalid request: ${problem}`,
@@ -173,6 +180,7 @@ export class Dispatcher {
         { method: truncate(req.method), id: req.id, outcome: 'busy', inFlight: caller.inFlight },
         `rpc request refused: ${busy}`,
       );
+      this.observe(this.entries.has(req.method) ? req.method : null, RpcErrorCode.SERVER_BUSY);
       if (req.id === undefined) return Promise.resolve(null);
       return errorResponse(req.id, { code: RpcErrorCode.SERVER_BUSY, message: busy });
     }
@@ -221,6 +229,7 @@ export class Dispatcher {
   async call(method: string, params: unknown, caller: Caller): Promise<Outcome> {
     const entry = this.entries.get(method);
     if (entry === undefined) {
+      this.observe(null, RpcErrorCode.METHOD_NOT_FOUND);
       return {
         ok: false,
         error: { code: RpcErrorCode.METHOD_NOT_FOUND, message: `method not found: ${method}` },
@@ -279,6 +288,7 @@ export class Dispatcher {
       }
     }
     const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    this.observe(spec.name, outcome.ok ? 0 : outcome.error.code);
     if (outcome.ok) {
       const level = spec.logLevel ?? 'info';
       if (level === 'info' || caller.log.isLevelEnabled('debug')) {

@@ -22,6 +22,7 @@ import { EventJournal, type PublishOptions, parseResumePoint } from './event-jou
 import { DEFAULT_MAX_BODY_BYTES, type HttpRoute, type HttpRouteContext, routeMatches } from './http-route.js';
 import { checkPlainListen, type LoadedTls, loadTls, type TlsOptions } from './listen-policy.js';
 import type { MethodSpec } from './method.js';
+import type { RpcObserver } from './observer.js';
 import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
 import { sniffProtocols } from './protocol-sniffer.js';
 import { StaticFiles } from './static-files.js';
@@ -68,6 +69,8 @@ export interface RpcServerOptions {
   serverName: string;
   /** Numbers, keeps and replays notifications; the daemon shares it with the API. Default: a new one. */
   events?: EventJournal;
+  /** Told of every request's outcome and every refused connection (metrics). */
+  observer?: RpcObserver;
 }
 
 export const RPC_PATH = '/jsonrpc';
@@ -137,6 +140,7 @@ export class RpcServer {
   private addr: { host: string; port: number } = { host: '', port: 0 };
   private readonly journal: EventJournal;
   private readonly stomp: StompServer;
+  private readonly observer: RpcObserver;
 
   private constructor(
     private readonly opts: RpcServerOptions,
@@ -153,7 +157,8 @@ export class RpcServer {
       logLevel: 'debug',
       handler: async () => this.discoverDocument(),
     };
-    this.dispatcher = new Dispatcher([...opts.methods, discover], this.log);
+    this.observer = opts.observer ?? {};
+    this.dispatcher = new Dispatcher([...opts.methods, discover], this.log, this.observer);
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.limits.maxPayloadBytes,
@@ -278,6 +283,11 @@ export class RpcServer {
     return this.conns.size + this.stomp.size;
   }
 
+  /** Connected clients per transport. */
+  clientCounts(): { ws: number; stomp: number } {
+    return { ws: this.conns.size, stomp: this.stomp.size };
+  }
+
   /** Number and keep a JSON-RPC notification, and send it to every open client (see EventJournal). */
   notify(method: string, params: unknown, opts?: PublishOptions): void {
     this.journal.notify(method, params, opts);
@@ -370,6 +380,7 @@ export class RpcServer {
         return;
       }
       const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      if (timeout) this.observer.refused?.('timeout');
       this.log.info(
         { code: err.code, remote: socket.remoteAddress },
         timeout ? 'handshake timeout: request head not received in time' : 'bad HTTP request',
@@ -390,6 +401,7 @@ export class RpcServer {
           { code: err.code, err: err.message, remote: socket.remoteAddress },
           'TLS handshake failed',
         );
+        this.observer.refused?.('tls');
       });
     }
   }
@@ -442,6 +454,7 @@ export class RpcServer {
         { remote: socket.remoteAddress, max: this.limits.maxConnections },
         'upgrade refused: too many connections',
       );
+      this.observer.refused?.('limits');
       rejectUpgrade(socket, 503, 'Service Unavailable');
       return;
     }

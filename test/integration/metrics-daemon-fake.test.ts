@@ -1,0 +1,114 @@
+// The whole daemon (child process) on our fake libvirtd, scraped over HTTP:
+// the loopback metrics listener, libvirt going down and coming back, a late
+// removal, per-VM rejections. The fake is for what a real host cannot do on
+// demand (libvirtd gone, a guest releasing on cue); real-guest outcomes are
+// in metrics-real-guest.test.ts.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type FakeDaemon, FakeLibvirtd, startOnFake, waitFor } from '../helpers/fake-daemon.js';
+import { metricsUrlOf, scrape } from '../helpers/prom-text.js';
+import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
+
+let fake: FakeLibvirtd;
+let fd: FakeDaemon | undefined;
+const clients: Client[] = [];
+
+beforeEach(async () => {
+  fake = await FakeLibvirtd.start();
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await fd?.stop();
+  fd = undefined;
+  await fake.stop();
+});
+
+async function daemon(args: string[] = [], config?: string): Promise<{ c: Client; d: FakeDaemon }> {
+  fd = await startOnFake(fake, { unplugTimeoutS: 5, args, ...(config ? { config } : {}) });
+  const c = await Client.connect(fd.daemon.url);
+  clients.push(c);
+  return { c, d: fd };
+}
+
+const memory = (vmId: string, alias: string) => ({ vmId, memory: { size: 128, node: 0, alias } });
+
+describe('metrics of the daemon on the fake libvirtd', () => {
+  it('the loopback listener and the main listener serve the same figures; libvirt down and back moves up and reconnects', async () => {
+    // A socket path of our own, so a second fake can take it over.
+    await fake.stop();
+    const dir = mkdtempSync(join(tmpdir(), 'vmhostd-metrics-'));
+    const socketPath = join(dir, 'libvirt-sock');
+    fake = await FakeLibvirtd.start({ socketPath });
+    fake.addDomain({ memoryMiB: 1024, dimms: [{ alias: 'ua-b1', sizeMiB: 128 }] });
+    fake.addDomain({ memoryMiB: 1024, running: false, persistent: true });
+    const { d } = await daemon(['--metrics-listen', '127.0.0.1:0']);
+    const ready = d.daemon.logs.find((l) => l.msg === 'ready');
+    const local = String(ready?.metricsUrl);
+    expect(local).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    for (const url of [local, metricsUrlOf(d.daemon.url)]) {
+      const s = await scrape(url);
+      expect(s.value('vmhostd_libvirt_up')).toBe(1);
+      expect(s.value('vmhostd_vms', { status: 'Up' })).toBe(1);
+      expect(s.value('vmhostd_vms', { status: 'Down' })).toBe(1);
+      expect(s.value('vmhostd_dimms', { state: 'plugged' })).toBe(1);
+      expect(s.value('vmhostd_clients', { transport: 'ws' })).toBe(1);
+    }
+
+    // libvirtd goes away: up drops to 0 while the daemon retries.
+    await fake.stop();
+    await waitFor('libvirt_up to drop', async () => (await scrape(local)).value('vmhostd_libvirt_up') === 0);
+    expect((await scrape(local)).value('vmhostd_libvirt_reconnects_total')).toBe(0);
+    // ... and comes back on the same socket.
+    fake = await FakeLibvirtd.start({ socketPath });
+    await d.daemon.waitForLog((l) => l.msg === 'libvirt connection restored');
+    const s = await scrape(local);
+    expect(s.value('vmhostd_libvirt_up')).toBe(1);
+    expect(s.value('vmhostd_libvirt_reconnects_total')).toBe(1);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a late removal moves the late-removals counter; per_vm adds rejections and memory by VM', async () => {
+    const silent = fake.addDomain({
+      name: 'fake-silent',
+      memoryMiB: 1024,
+      unplug: 'silent',
+      silentDelayMs: 10,
+    }).uuid;
+    const rejecting = fake.addDomain({ name: 'fake-rejecting', memoryMiB: 1024, unplug: 'reject' }).uuid;
+    const { c, d } = await daemon([], '[metrics]\nper_vm = true\n');
+    const url = metricsUrlOf(d.daemon.url);
+    await c.call('VM.hotplugMemory', { vmID: silent, params: memory(silent, 'ua-s1') });
+    await c.call('VM.hotplugMemory', { vmID: rejecting, params: memory(rejecting, 'ua-r1') });
+
+    const e = await expectRpcError(
+      c.call('VM.hotunplugMemory', { vmID: silent, params: memory(silent, 'ua-s1'), timeout: 0.3 }),
+    );
+    expect(e.reason).toBe('timeout');
+    let s = await scrape(url);
+    expect(s.value('vmhostd_late_removals_total')).toBe(0);
+    expect(s.value('vmhostd_dimms', { state: 'unplugging' })).toBe(1);
+    fake.emitDeviceRemoved(silent, 'ua-s1');
+    await c.waitForNotification((n) => n.method === `|virt|device_removed|${silent}`);
+    s = await scrape(url);
+    expect(s.value('vmhostd_late_removals_total')).toBe(1);
+    expect(s.value('vmhostd_dimms', { state: 'unplugging' })).toBe(0);
+
+    const r = await expectRpcError(
+      c.call('VM.hotunplugMemory', { vmID: rejecting, params: memory(rejecting, 'ua-r1') }),
+    );
+    expect(r.reason).toBe('guest-rejected');
+    s = await scrape(url);
+    expect(
+      s.value('vmhostd_vm_unplug_rejections_total', { vm_id: rejecting, vm_name: 'fake-rejecting' }),
+    ).toBe(1);
+    expect(s.value('vmhostd_vm_unplug_rejections_total', { vm_id: silent })).toBe(0);
+    expect(s.value('vmhostd_vm_memory_bytes', { vm_name: 'fake-rejecting' })).toBe(
+      (1024 + 128) * 1024 * 1024,
+    );
+    expect(s.value('vmhostd_vm_memory_bytes', { vm_name: 'fake-silent' })).toBe(1024 * 1024 * 1024);
+    expect(s.value('vmhostd_rpc_requests_total', { method: 'VM.hotunplugMemory', code: '85' })).toBe(2);
+    expect(s.value('vmhostd_rpc_requests_total', { method: 'VM.hotplugMemory', code: '0' })).toBe(2);
+  });
+});

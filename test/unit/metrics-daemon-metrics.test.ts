@@ -1,0 +1,162 @@
+// DaemonMetrics against stand-ins for the VM manager and the libvirt client
+// (EventEmitters with the same public events), read back through an
+// independent Prometheus text parser.
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { LibvirtClientEvents } from '../../src/libvirt/types.js';
+import { DaemonMetrics } from '../../src/metrics/daemon-metrics.js';
+import type { VmSnapshot } from '../../src/metrics/definitions.js';
+import type { VmManagerEvents } from '../../src/virt/types.js';
+import { Scrape } from '../helpers/prom-text.js';
+
+class FakeVms extends EventEmitter<VmManagerEvents> {
+  vms: VmSnapshot[] = [];
+  allStats(): VmSnapshot[] {
+    return this.vms;
+  }
+}
+
+class FakeLibvirt extends EventEmitter<LibvirtClientEvents> {
+  connected = true;
+}
+
+const vm = (vmId: string, status: string, states: string[], memSize = 1024): VmSnapshot => ({
+  vmId,
+  vmName: `name-${vmId}`,
+  status,
+  memSize,
+  memoryDevices: states.map((state) => ({ state })),
+});
+
+async function setup(perVm = false) {
+  const metrics = new DaemonMetrics({ version: '9.9.9', perVm });
+  const vms = new FakeVms();
+  const libvirt = new FakeLibvirt();
+  metrics.watchVms(vms);
+  metrics.watchLibvirt(libvirt);
+  const read = async () => Scrape.parse(await metrics.render());
+  return { metrics, vms, libvirt, read };
+}
+
+describe('daemon metrics', () => {
+  it('exposition parses with an independent parser: every vmhostd_ family has help and a type, process defaults are there', async () => {
+    const { read, metrics } = await setup();
+    const s = await read();
+    const ours = [...s.families].filter(([name]) => name.startsWith('vmhostd_'));
+    expect(ours.length).toBeGreaterThanOrEqual(9);
+    for (const [name, f] of ours) {
+      expect(f.help, name).toBeTruthy();
+      expect(['counter', 'gauge', 'histogram'], name).toContain(f.type);
+    }
+    expect(s.family('vmhostd_rpc_requests_total').type).toBe('counter');
+    expect(s.family('vmhostd_vms').type).toBe('gauge');
+    for (const name of [
+      'process_resident_memory_bytes',
+      'process_cpu_seconds_total',
+      'nodejs_eventloop_lag_p99_seconds',
+    ]) {
+      expect(s.names.has(name), name).toBe(true);
+    }
+    expect(s.names.has('vmhostd_libvirt_up')).toBe(true);
+    expect(s.value('vmhostd_build_info', { version: '9.9.9' })).toBe(1);
+    expect(metrics.contentType).toMatch(/^text\/plain/);
+  });
+
+  it('counts JSON-RPC requests by method and code, unknown methods under "-"', async () => {
+    const { metrics, read } = await setup();
+    const o = metrics.rpcObserver;
+    o.request?.('Host.ping', 0);
+    o.request?.('Host.ping', 0);
+    o.request?.('VM.hotunplugMemory', 85);
+    o.request?.(null, -32601);
+    o.request?.(null, -32700);
+    const s = await read();
+    expect(s.value('vmhostd_rpc_requests_total', { method: 'Host.ping', code: '0' })).toBe(2);
+    expect(s.value('vmhostd_rpc_requests_total', { method: 'VM.hotunplugMemory', code: '85' })).toBe(1);
+    expect(s.value('vmhostd_rpc_requests_total', { method: '-', code: '-32601' })).toBe(1);
+    expect(s.value('vmhostd_rpc_requests_total', { method: '-', code: '-32700' })).toBe(1);
+  });
+
+  it('counts refused connections by reason', async () => {
+    const { metrics, read } = await setup();
+    metrics.rpcObserver.refused?.('limits');
+    metrics.rpcObserver.refused?.('tls');
+    metrics.rpcObserver.refused?.('tls');
+    const s = await read();
+    expect(s.value('vmhostd_connections_refused_total', { reason: 'limits' })).toBe(1);
+    expect(s.value('vmhostd_connections_refused_total', { reason: 'tls' })).toBe(2);
+    expect(s.value('vmhostd_connections_refused_total', { reason: 'origin' })).toBe(0);
+  });
+
+  it('VM and DIMM gauges follow the manager at each scrape; a VM that went away leaves no series', async () => {
+    const { vms, read } = await setup();
+    vms.vms = [vm('a', 'Up', ['plugged', 'unplugging', 'plugged']), vm('b', 'Up', []), vm('c', 'Down', [])];
+    let s = await read();
+    expect(s.value('vmhostd_vms', { status: 'Up' })).toBe(2);
+    expect(s.value('vmhostd_vms', { status: 'Down' })).toBe(1);
+    expect(s.value('vmhostd_dimms', { state: 'plugged' })).toBe(2);
+    expect(s.value('vmhostd_dimms', { state: 'unplugging' })).toBe(1);
+    vms.vms = [vm('a', 'Paused', ['plugged'])];
+    s = await read();
+    expect(s.series('vmhostd_vms')).toEqual([{ status: 'Paused' }]);
+    expect(s.value('vmhostd_dimms', { state: 'unplugging' })).toBe(0);
+  });
+
+  it('libvirt up/down and reconnects', async () => {
+    const { libvirt, read } = await setup();
+    expect((await read()).value('vmhostd_libvirt_up')).toBe(1);
+    libvirt.connected = false;
+    libvirt.emit('disconnected', new Error('gone'));
+    let s = await read();
+    expect(s.value('vmhostd_libvirt_up')).toBe(0);
+    expect(s.value('vmhostd_libvirt_reconnects_total')).toBe(0);
+    libvirt.connected = true;
+    libvirt.emit('reconnected');
+    s = await read();
+    expect(s.value('vmhostd_libvirt_up')).toBe(1);
+    expect(s.value('vmhostd_libvirt_reconnects_total')).toBe(1);
+  });
+
+  it('late removals count only removals with late: true', async () => {
+    const { vms, read } = await setup();
+    vms.vms = [vm('a', 'Up', [])];
+    vms.emit('deviceRemoved', 'a', { alias: 'ua-1', memSize: 1024, late: false });
+    vms.emit('deviceRemoved', 'a', { alias: 'ua-2', memSize: 896, late: true });
+    expect((await read()).value('vmhostd_late_removals_total')).toBe(1);
+  });
+
+  it('no series labelled by VM unless per_vm is on', async () => {
+    const { vms, read } = await setup(false);
+    vms.vms = [vm('a', 'Up', ['plugged'])];
+    vms.emit('deviceRemovalFailed', 'a', { alias: 'ua-1', reason: 'guest-rejected' });
+    const s = await read();
+    for (const name of s.families.keys()) {
+      for (const labels of s.series(name)) expect(Object.keys(labels), name).not.toContain('vm_id');
+    }
+    expect(s.families.has('vmhostd_vm_memory_bytes')).toBe(false);
+  });
+
+  it('per_vm: memory in bytes per VM, and rejections per VM (guest-rejected only)', async () => {
+    const { vms, read } = await setup(true);
+    vms.vms = [vm('a', 'Up', ['plugged'], 1152), vm('b', 'Up', [], 512)];
+    vms.emit('deviceRemovalFailed', 'a', { alias: 'ua-1', reason: 'guest-rejected' });
+    vms.emit('deviceRemovalFailed', 'a', { alias: 'ua-1', reason: 'guest-rejected' });
+    vms.emit('deviceRemovalFailed', 'b', { alias: 'ua-2', reason: 'vm-gone' });
+    const s = await read();
+    expect(s.value('vmhostd_vm_memory_bytes', { vm_id: 'a', vm_name: 'name-a' })).toBe(1152 * 1024 * 1024);
+    expect(s.value('vmhostd_vm_memory_bytes', { vm_id: 'b' })).toBe(512 * 1024 * 1024);
+    expect(s.value('vmhostd_vm_unplug_rejections_total', { vm_id: 'a', vm_name: 'name-a' })).toBe(2);
+    expect(s.value('vmhostd_vm_unplug_rejections_total', { vm_id: 'b' })).toBe(0);
+  });
+
+  it('close() stops observing the manager and the libvirt client', async () => {
+    const { metrics, vms, libvirt, read } = await setup();
+    metrics.close();
+    vms.emit('deviceRemoved', 'a', { alias: 'ua-2', memSize: 896, late: true });
+    libvirt.emit('reconnected');
+    const s = await read();
+    expect(s.value('vmhostd_late_removals_total')).toBe(0);
+    expect(s.value('vmhostd_libvirt_reconnects_total')).toBe(0);
+    expect(vms.listenerCount('deviceRemoved')).toBe(0);
+  });
+});
