@@ -1,11 +1,12 @@
 // Shared fast-xml-parser settings and small helpers for reading libvirt XML.
 
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
+import { FastXmlReader } from './xml-read.js';
 
 export const ATTR = '@_';
 
-/** Parser for reading: values stay strings, arrays where libvirt can repeat. */
-export function makeReader(arrayPaths: readonly string[]): XMLParser {
+/** fast-xml-parser with the reader settings: values stay strings, arrays where libvirt can repeat. */
+export function makeFullReader(arrayPaths: readonly string[]): XMLParser {
   const set = new Set(arrayPaths);
   // Rendering the path is the costly part of the callback: only do it for tag
   // names that can be arrays at all.
@@ -18,6 +19,11 @@ export function makeReader(arrayPaths: readonly string[]): XMLParser {
     trimValues: true,
     isArray: (name, jpath) => names.has(name) && set.has(String(jpath)),
   });
+}
+
+/** Reader for libvirt's XML: the same objects as makeFullReader, built by the fast reader where it can. */
+export function makeReader(arrayPaths: readonly string[]): { parse(xml: string): unknown } {
+  return new FastXmlReader(arrayPaths, makeFullReader(arrayPaths));
 }
 
 /** Builder for device/metadata fragments; escapes text and attribute values. */
