@@ -1,8 +1,10 @@
-// A small JSON-RPC 2.0 client over one WebSocket: calls with ids, and a
-// callback for the daemon's notifications. Connection problems become
-// ConnectError (exit 3) with one line that says what to check.
+// The CLI's JSON-RPC 2.0 client: json-rpc-2.0's JSONRPCClient (ids,
+// correlation, timeouts) over one ws WebSocket, and a callback for the
+// daemon's notifications. Connection problems become ConnectError (exit 3)
+// with one line that says what to check.
 
 import { readFileSync } from 'node:fs';
+import { JSONRPCClient, JSONRPCErrorException, type JSONRPCResponse } from 'json-rpc-2.0';
 import WebSocket from 'ws';
 import { ConnectError, RpcCallError, UsageError } from './errors.js';
 
@@ -19,12 +21,8 @@ export interface Notification {
   params: unknown;
 }
 
-interface Pending {
-  method: string;
-  resolve(v: unknown): void;
-  reject(e: Error): void;
-  timer?: NodeJS.Timeout;
-}
+/** json-rpc-2.0 answers requests it gave up on itself with code 0; the daemon never uses it. */
+const LOCAL_FAILURE = 0;
 
 function readPem(flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
@@ -71,10 +69,11 @@ function describeConnectError(url: string, err: Error): string {
 }
 
 export class RpcClient {
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  private readonly client: JSONRPCClient;
   private readonly listeners = new Set<(n: Notification) => void>();
   private closed = false;
+  /** Why the connection closed, for the calls it cut short. */
+  private closeReason = '';
   /** Resolves when the socket closes, for whatever reason. */
   readonly closedPromise: Promise<void>;
 
@@ -82,19 +81,14 @@ export class RpcClient {
     private readonly ws: WebSocket,
     private readonly url: string,
   ) {
+    this.client = new JSONRPCClient((request) => {
+      ws.send(JSON.stringify(request));
+    });
     this.closedPromise = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closed = true;
-        const why = reason.length > 0 ? `${code} ${reason.toString()}` : `${code}`;
-        for (const [id, p] of this.pending) {
-          if (p.timer) clearTimeout(p.timer);
-          p.reject(
-            new ConnectError(
-              `lost the connection to ${url} (close ${why}) while waiting for ${p.method}; the daemon may still complete it (check with: vmhost-client vm show VM)`,
-            ),
-          );
-          this.pending.delete(id);
-        }
+        this.closeReason = reason.length > 0 ? `${code} ${reason.toString()}` : `${code}`;
+        this.client.rejectAllPendingRequests(`close ${this.closeReason}`);
         resolve();
       });
     });
@@ -147,20 +141,31 @@ export class RpcClient {
   }
 
   /** Calls `method`; rejects with RpcCallError on a JSON-RPC error. timeoutMs 0 = no client-side limit. */
-  call(method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<unknown> {
-    if (this.closed) return Promise.reject(new ConnectError(`not connected to ${this.url}`));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const p: Pending = { method, resolve, reject };
-      if (timeoutMs > 0) {
-        p.timer = setTimeout(() => {
-          this.pending.delete(id);
-          reject(new ConnectError(`no answer from ${this.url} to ${method} within ${timeoutMs / 1000} s`));
-        }, timeoutMs);
+  async call(method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<unknown> {
+    if (this.closed) throw new ConnectError(`not connected to ${this.url}`);
+    const requester =
+      timeoutMs > 0
+        ? this.client.timeout(timeoutMs, (id) => ({
+            jsonrpc: '2.0',
+            id,
+            error: {
+              code: LOCAL_FAILURE,
+              message: `no answer from ${this.url} to ${method} within ${timeoutMs / 1000} s`,
+            },
+          }))
+        : this.client;
+    try {
+      return await requester.request(method, params);
+    } catch (e) {
+      if (!(e instanceof JSONRPCErrorException)) throw e;
+      if (e.code !== LOCAL_FAILURE) throw new RpcCallError(method, e.code, e.message, e.data);
+      if (this.closed) {
+        throw new ConnectError(
+          `lost the connection to ${this.url} (${e.message}) while waiting for ${method}; the daemon may still complete it (check with: vmhost-client vm show VM)`,
+        );
       }
-      this.pending.set(id, p);
-      this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
-    });
+      throw new ConnectError(e.message);
+    }
   }
 
   close(): Promise<void> {
@@ -175,34 +180,14 @@ export class RpcClient {
     } catch {
       return;
     }
-    for (const m of Array.isArray(msg) ? msg : [msg]) this.dispatch(m);
-  }
-
-  private dispatch(m: unknown): void {
-    if (!m || typeof m !== 'object') return;
-    const o = m as Record<string, unknown>;
-    if (typeof o.method === 'string' && o.id === undefined) {
-      for (const cb of this.listeners) cb({ method: o.method, params: o.params });
-      return;
-    }
-    if (typeof o.id !== 'number') return;
-    const p = this.pending.get(o.id);
-    if (!p) return;
-    this.pending.delete(o.id);
-    if (p.timer) clearTimeout(p.timer);
-    const err = o.error;
-    if (err && typeof err === 'object') {
-      const e = err as Record<string, unknown>;
-      p.reject(
-        new RpcCallError(
-          p.method,
-          typeof e.code === 'number' ? e.code : 0,
-          typeof e.message === 'string' ? e.message : 'error',
-          e.data,
-        ),
-      );
-    } else {
-      p.resolve(o.result);
+    for (const m of Array.isArray(msg) ? msg : [msg]) {
+      if (!m || typeof m !== 'object') continue;
+      const o = m as Record<string, unknown>;
+      if (typeof o.method === 'string' && o.id === undefined) {
+        for (const cb of this.listeners) cb({ method: o.method, params: o.params });
+      } else if ('id' in o && ('result' in o || 'error' in o)) {
+        this.client.receive(o as unknown as JSONRPCResponse);
+      }
     }
   }
 }

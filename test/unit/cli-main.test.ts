@@ -1,13 +1,31 @@
-// vmhost-client end to end against a stand-in JSON-RPC WebSocket server on
-// loopback: connection, VM name resolution, exit codes, --json, progress and
-// events. The real-daemon tests live in test/integration/cli.test.ts.
-import type { AddressInfo } from 'node:net';
+// vmhost-client end to end against the daemon's real RpcServer (its
+// transport, validation with the API's own params schemas, its notifications)
+// with stand-in handlers: connection, VM name resolution, exit codes, --json,
+// progress and events. The real-daemon tests live in test/integration/cli.test.ts.
+import { EventEmitter, once } from 'node:events';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
+import { ErrorCode } from '../../src/api/contract.js';
+import { defineMethod } from '../../src/api/define-method.js';
+import {
+  AllVmStats,
+  HotplugParams,
+  HotunplugParams,
+  NoParams,
+  SetMemoryParams,
+  SetMemoryResult,
+  UnplugResult,
+  VmIdParams,
+  VmList,
+  type VmStatsDevice,
+  VmStats as VmStatsSchema,
+} from '../../src/api/schemas.js';
 import { main } from '../../src/cli/main.js';
+import { RpcError } from '../../src/rpc/errors.js';
+import { RpcServer } from '../../src/rpc/server.js';
 
 const VM = '0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0';
-type Dimm = { alias: string; size: number; node: number; slot: number; base: string; state: string };
+type Dimm = VmStatsDevice;
 let dimms: Dimm[] = [];
 let calls: { method: string; params: Record<string, unknown> }[] = [];
 
@@ -15,7 +33,7 @@ function stats() {
   return {
     vmId: VM,
     vmName: 'demo',
-    status: 'Up',
+    status: 'Up' as const,
     memSize: 512 + dimms.reduce((a, d) => a + d.size, 0),
     memGuaranteedSize: 512,
     hash: String(dimms.length),
@@ -24,80 +42,127 @@ function stats() {
   };
 }
 
-let wss: WebSocketServer;
+let server: RpcServer;
+/** Emits each stub method's name as it is called. */
+const callEvents = new EventEmitter();
 let url: string;
 
+const fail = (code: number, message: string, data?: Record<string, unknown>) =>
+  new RpcError(code, message, data);
+
+/** The daemon's own schemas and transport; only the handlers are stand-ins. */
+function stubMethods() {
+  const record = (method: string, params: unknown) => {
+    calls.push({ method, params: params as Record<string, unknown> });
+    callEvents.emit(method);
+  };
+  const knownVm = (vmID: string) => {
+    if (vmID !== VM) throw fail(ErrorCode.NO_SUCH_VM, 'no such VM', { reason: 'no-such-vm' });
+  };
+  return [
+    defineMethod({
+      name: 'Host.getVMList',
+      summary: 'stub',
+      params: NoParams,
+      result: VmList,
+      handler: async (p) => {
+        record('Host.getVMList', p);
+        return [{ vmId: VM, vmName: 'demo', status: 'Up' as const }];
+      },
+    }),
+    defineMethod({
+      name: 'Host.getAllVmStats',
+      summary: 'stub',
+      params: NoParams,
+      result: AllVmStats,
+      handler: async (p) => {
+        record('Host.getAllVmStats', p);
+        return [stats()];
+      },
+    }),
+    defineMethod({
+      name: 'VM.getStats',
+      summary: 'stub',
+      params: VmIdParams,
+      result: VmStatsSchema,
+      handler: async (p) => {
+        record('VM.getStats', p);
+        knownVm(p.vmID);
+        return stats();
+      },
+    }),
+    defineMethod({
+      name: 'VM.hotplugMemory',
+      summary: 'stub',
+      params: HotplugParams,
+      result: VmStatsSchema,
+      handler: async (p) => {
+        record('VM.hotplugMemory', p);
+        knownVm(p.vmID);
+        const m = p.params.memory;
+        dimms.push({
+          alias: m.alias ?? `ua-${dimms.length}`,
+          size: m.size,
+          node: m.node,
+          slot: dimms.length,
+          base: '0x100000000',
+          state: 'plugged',
+        });
+        return stats();
+      },
+    }),
+    defineMethod({
+      name: 'VM.hotunplugMemory',
+      summary: 'stub',
+      params: HotunplugParams,
+      result: UnplugResult,
+      handler: async (p) => {
+        record('VM.hotunplugMemory', p);
+        knownVm(p.vmID);
+        const alias = p.params.memory.alias;
+        if (alias === 'ua-reject') {
+          throw fail(ErrorCode.HOTUNPLUG_FAILED, 'unplug of device was rejected by the guest', {
+            reason: 'guest-rejected',
+          });
+        }
+        dimms = dimms.filter((d) => d.alias !== alias);
+        server.notify(`|virt|device_removed|${VM}`, { alias, memSize: stats().memSize, late: false });
+        return { status: 'removed' as const, alias, memSize: stats().memSize, memGuaranteedSize: 512 };
+      },
+    }),
+    defineMethod({
+      name: 'VM.setMemory',
+      summary: 'stub',
+      params: SetMemoryParams,
+      result: SetMemoryResult,
+      handler: async (p) => {
+        record('VM.setMemory', p);
+        knownVm(p.vmID);
+        return {
+          memSize: 640,
+          memGuaranteedSize: 512,
+          unplugged: [{ alias: 'ua-0', size: 128 }],
+          failed: [{ alias: 'ua-reject', reason: 'guest-rejected' }],
+          nextRun: { updated: true, memory: 640, guaranteed: 512 },
+        };
+      },
+    }),
+  ];
+}
+
 beforeAll(async () => {
-  wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/jsonrpc' });
-  await new Promise<void>((r) => wss.once('listening', () => r()));
-  url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/jsonrpc`;
-  wss.on('connection', (ws) => {
-    ws.on('message', (raw) => {
-      const req = JSON.parse(raw.toString()) as {
-        id: number;
-        method: string;
-        params: Record<string, unknown>;
-      };
-      calls.push({ method: req.method, params: req.params });
-      const reply = (result: unknown) => ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, result }));
-      const fail = (code: number, message: string, data?: unknown) =>
-        ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, error: { code, message, data } }));
-      const p = req.params;
-      if (req.method !== 'Host.getVMList' && req.method.startsWith('VM.') && p.vmID !== VM) {
-        return fail(1, 'no such VM', { reason: 'no-such-vm' });
-      }
-      switch (req.method) {
-        case 'Host.getVMList':
-          return reply([{ vmId: VM, vmName: 'demo', status: 'Up' }]);
-        case 'Host.getAllVmStats':
-          return reply([stats()]);
-        case 'VM.getStats':
-          return reply(stats());
-        case 'VM.hotplugMemory': {
-          const m = (p.params as { memory: { size: number; node: number; alias?: string } }).memory;
-          dimms.push({
-            alias: m.alias ?? `ua-${dimms.length}`,
-            size: m.size,
-            node: m.node,
-            slot: dimms.length,
-            base: '0x100000000',
-            state: 'plugged',
-          });
-          return reply(stats());
-        }
-        case 'VM.hotunplugMemory': {
-          const alias = (p.params as { memory: { alias: string } }).memory.alias;
-          if (alias === 'ua-reject') {
-            return fail(85, 'unplug of device was rejected by the guest', { reason: 'guest-rejected' });
-          }
-          dimms = dimms.filter((d) => d.alias !== alias);
-          const note = JSON.stringify({
-            jsonrpc: '2.0',
-            method: `|virt|device_removed|${VM}`,
-            params: { alias, memSize: stats().memSize, late: false },
-          });
-          for (const c of wss.clients) c.send(note);
-          return reply({ status: 'removed', alias, memSize: stats().memSize, memGuaranteedSize: 512 });
-        }
-        case 'VM.setMemory':
-          return reply({
-            memSize: 640,
-            memGuaranteedSize: 512,
-            unplugged: [{ alias: 'ua-0', size: 128 }],
-            failed: [{ alias: 'ua-reject', reason: 'guest-rejected' }],
-            nextRun: { updated: true, memory: 640, guaranteed: 512 },
-          });
-        default:
-          return fail(-32601, 'Method not found');
-      }
-    });
+  server = await RpcServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    methods: stubMethods(),
+    logger: pino({ level: 'silent' }),
+    apiVersion: '1.0-test',
+    serverName: 'vmhostd-cli-test',
   });
+  url = server.url();
 });
 
-afterAll(async () => {
-  for (const c of wss.clients) c.terminate();
-  await new Promise<void>((r) => wss.close(() => r()));
-});
+afterAll(() => server.close({ drainMs: 100 }));
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out = { text: '', isTTY: false, write: (s: string) => (out.text += s) };
@@ -106,7 +171,7 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
   return { code, out: out.text, err: err.text };
 }
 
-describe('vmhost-client against a stand-in server', () => {
+describe('vmhost-client against the real RpcServer with stub methods', () => {
   it('vm list and vm show by name', async () => {
     dimms = [];
     const list = await run('vm', 'list');
@@ -195,19 +260,16 @@ describe('vmhost-client against a stand-in server', () => {
     expect(JSON.parse(raw.out).vmId).toBe(VM);
     const unknown = await run('Host', 'frobnicate');
     expect(unknown.code).toBe(1);
-    expect(unknown.err).toMatch(/Method not found/);
+    expect(unknown.err).toMatch(/method not found: Host.frobnicate/);
   });
 
   it('events --count prints one line per notification and stops', async () => {
     dimms = [{ alias: 'ua-9', size: 128, node: 0, slot: 0, base: '0x100000000', state: 'plugged' }];
     calls = [];
+    const followerListening = once(callEvents, 'Host.getVMList');
     const pending = run('events', '--count', '1');
     // The follower listens before its first call: once that call arrives, a second client triggers a notification.
-    const deadline = Date.now() + 5000;
-    while (!calls.some((c) => c.method === 'Host.getVMList')) {
-      if (Date.now() > deadline) throw new Error('the events follower never called Host.getVMList');
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await followerListening;
     const other = await run('vm', 'unplug', 'demo', 'ua-9');
     expect(other.code).toBe(0);
     const r = await pending;
