@@ -13,14 +13,16 @@ import {
   type DomainEventMessage,
   EventIdForKind,
   FEATURE_PROGRAM_KEEPALIVE,
+  JOB_STATS_MAX,
   Proc,
   readDomain,
   readDomainEvent,
+  readTypedParams,
   UUID_BYTES,
   uuidToBytes,
   writeDomain,
 } from './protocol.js';
-import type { DomainRef, DomainStateInfo, LibvirtApi, LibvirtClientEvents } from './types.js';
+import type { DomainRef, DomainStateInfo, JobStats, LibvirtApi, LibvirtClientEvents } from './types.js';
 import type { XdrReader, XdrWriter } from './xdr.js';
 
 export const MODULAR_SOCKET_PATH = '/run/libvirt/virtqemud-sock';
@@ -150,6 +152,17 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
         w.writeUint(0);
       },
       (r) => ({ state: r.readInt(), reason: r.readInt() }),
+    );
+  }
+
+  async getJobStats(dom: DomainRef): Promise<JobStats> {
+    return this.call(
+      Proc.DOMAIN_GET_JOB_STATS,
+      (w) => {
+        writeDomain(w, dom);
+        w.writeUint(0);
+      },
+      (r) => ({ type: r.readInt(), params: readTypedParams(r, JOB_STATS_MAX) }),
     );
   }
 

@@ -36,6 +36,7 @@ export const Proc = {
   DOMAIN_SET_METADATA: 264,
   DOMAIN_GET_METADATA: 265,
   CONNECT_LIST_ALL_DOMAINS: 273,
+  DOMAIN_GET_JOB_STATS: 298,
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: 316,
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE: 318,
@@ -142,6 +143,93 @@ export function writeRemoteError(
   w.writeInt(0);
   w.writeInt(0);
   w.writeUint(0); // net
+}
+
+/** REMOTE_DOMAIN_JOB_STATS_MAX: typed params in a job-stats reply. */
+export const JOB_STATS_MAX = 64;
+/** VIR_TYPED_PARAM_FIELD_LENGTH. */
+const TYPED_PARAM_FIELD_MAX = 80;
+
+/** virTypedParameterType. */
+export const TypedParamType = {
+  INT: 1,
+  UINT: 2,
+  LLONG: 3,
+  ULLONG: 4,
+  DOUBLE: 5,
+  BOOLEAN: 6,
+  STRING: 7,
+} as const;
+
+export type TypedParamValue = number | bigint | boolean | string;
+
+// remote_typed_param { remote_nonnull_string field; union switch (int type) value; }
+function readTypedParam(r: XdrReader): [string, TypedParamValue] {
+  const field = r.readString(TYPED_PARAM_FIELD_MAX);
+  const type = r.readInt();
+  switch (type) {
+    case TypedParamType.INT:
+      return [field, r.readInt()];
+    case TypedParamType.UINT:
+      return [field, r.readUint()];
+    case TypedParamType.LLONG:
+      return [field, r.readHyper()];
+    case TypedParamType.ULLONG:
+      return [field, r.readUhyper()];
+    case TypedParamType.DOUBLE:
+      return [field, r.readOpaqueFixed(8).readDoubleBE(0)];
+    case TypedParamType.BOOLEAN:
+      return [field, r.readInt() !== 0];
+    case TypedParamType.STRING:
+      return [field, r.readString()];
+    default:
+      throw new LibvirtProtocolError(`typed parameter ${JSON.stringify(field)}: unknown type ${type}`);
+  }
+}
+
+/** A remote_typed_param array as a field -> value map (the first of repeated fields wins). */
+export function readTypedParams(r: XdrReader, max: number): Record<string, TypedParamValue> {
+  const list = r.readArray(readTypedParam, max, 8);
+  const out: Record<string, TypedParamValue> = Object.create(null) as Record<string, TypedParamValue>;
+  for (const [k, v] of list) if (!(k in out)) out[k] = v;
+  return out;
+}
+
+export function writeTypedParams(
+  w: XdrWriter,
+  params: readonly { field: string; type: number; value: TypedParamValue }[],
+): void {
+  w.writeUint(params.length);
+  for (const p of params) {
+    w.writeString(p.field);
+    w.writeInt(p.type);
+    switch (p.type) {
+      case TypedParamType.INT:
+      case TypedParamType.BOOLEAN:
+        w.writeInt(typeof p.value === 'boolean' ? (p.value ? 1 : 0) : Number(p.value));
+        break;
+      case TypedParamType.UINT:
+        w.writeUint(Number(p.value));
+        break;
+      case TypedParamType.LLONG:
+        w.writeHyper(p.value as bigint | number);
+        break;
+      case TypedParamType.ULLONG:
+        w.writeUhyper(p.value as bigint | number);
+        break;
+      case TypedParamType.DOUBLE: {
+        const b = Buffer.alloc(8);
+        b.writeDoubleBE(Number(p.value), 0);
+        w.writeOpaqueFixed(b, 8);
+        break;
+      }
+      case TypedParamType.STRING:
+        w.writeString(String(p.value));
+        break;
+      default:
+        throw new RangeError(`unknown typed parameter type ${p.type}`);
+    }
+  }
 }
 
 /** A decoded domain event (MESSAGE from the remote program). */

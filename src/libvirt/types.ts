@@ -48,6 +48,30 @@ export const MetadataType = { DESCRIPTION: 0, TITLE: 1, ELEMENT: 2 } as const;
 /** virConnectListAllDomainsFlags (subset). */
 export const ListDomainsFlags = { ACTIVE: 1, INACTIVE: 2, PERSISTENT: 4, TRANSIENT: 8, RUNNING: 16 } as const;
 
+/** virDomainJobType. */
+export const JobType = { NONE: 0, BOUNDED: 1, UNBOUNDED: 2, COMPLETED: 3, FAILED: 4, CANCELLED: 5 } as const;
+
+/** virDomainJobOperation (the typed param "operation" of job stats, libvirt >= 3.3). */
+export const JobOperation = {
+  UNKNOWN: 0,
+  START: 1,
+  SAVE: 2,
+  RESTORE: 3,
+  MIGRATION_IN: 4,
+  MIGRATION_OUT: 5,
+  SNAPSHOT: 6,
+  SNAPSHOT_REVERT: 7,
+  DUMP: 8,
+  BACKUP: 9,
+  SNAPSHOT_DELETE: 10,
+} as const;
+
+/** virDomainGetJobStats: the job type and its typed parameters by field name (e.g. "operation"). */
+export interface JobStats {
+  type: number;
+  params: Record<string, number | bigint | boolean | string>;
+}
+
 export interface DomainStateInfo {
   state: number;
   reason: number;
@@ -94,6 +118,8 @@ export interface LibvirtApi {
   lookupByUUID(uuid: string): Promise<DomainRef>;
   getXMLDesc(dom: DomainRef, flags?: number): Promise<string>;
   getState(dom: DomainRef): Promise<DomainStateInfo>;
+  /** The domain's current job (flags 0); type NONE when there is none. */
+  getJobStats(dom: DomainRef): Promise<JobStats>;
   attachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
   detachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
   setMetadata(

@@ -31,11 +31,13 @@ import {
   REMOTE_PROGRAM,
   REMOTE_PROTOCOL_VERSION,
   readDomain,
+  TypedParamType,
   UUID_BYTES,
   uuidFromBytes,
   writeDomain,
   writeDomainEvent,
   writeRemoteError,
+  writeTypedParams,
 } from '../../src/libvirt/protocol.js';
 import { DomainAffect, type DomainRef, LifecycleEvent, MetadataType } from '../../src/libvirt/types.js';
 import type { XdrReader, XdrWriter } from '../../src/libvirt/xdr.js';
@@ -131,6 +133,8 @@ interface FakeDomain {
   eventBeforeReply: boolean;
   silentDelayMs: number;
   dimmCounter: number;
+  /** virDomainJobOperation of the running job (e.g. 5 = outgoing migration), or null: no job. */
+  jobOperation: number | null;
 }
 
 interface Client {
@@ -225,6 +229,7 @@ export class FakeLibvirtd {
       eventBeforeReply: o.eventBeforeReply ?? false,
       silentDelayMs: o.silentDelayMs ?? 50,
       dimmCounter: dimms.length,
+      jobOperation: null,
     };
     this.domains.set(uuid, dom);
     return this.ref(dom);
@@ -240,6 +245,11 @@ export class FakeLibvirtd {
     if (opts.eventDelayMs !== undefined) d.eventDelayMs = opts.eventDelayMs;
     if (opts.eventBeforeReply !== undefined) d.eventBeforeReply = opts.eventBeforeReply;
     if (opts.silentDelayMs !== undefined) d.silentDelayMs = opts.silentDelayMs;
+  }
+
+  /** A job runs on the domain (job stats say so) until cleared with null; 5 = outgoing migration. */
+  setJob(uuid: string, operation: number | null): void {
+    this.mustGet(uuid).jobOperation = operation;
   }
 
   /** Like `virsh destroy`: the domain stops (transient ones vanish) and a STOPPED event goes out. */
@@ -484,6 +494,25 @@ export class FakeLibvirtd {
       case Proc.DOMAIN_GET_STATE: {
         const d = this.lookup(readDomain(r).uuid);
         return (w) => w.writeInt(d.running ? 1 : 5).writeInt(d.running ? 1 : 0);
+      }
+      case Proc.DOMAIN_GET_JOB_STATS: {
+        const d = this.lookup(readDomain(r).uuid);
+        r.readUint();
+        const op = d.running ? d.jobOperation : null;
+        // As libvirt 9: type NONE and no params without a job; UNBOUNDED with operation and time while one runs.
+        return (w) => {
+          if (op === null) {
+            w.writeInt(0);
+            writeTypedParams(w, []);
+            return;
+          }
+          w.writeInt(2);
+          writeTypedParams(w, [
+            { field: 'operation', type: TypedParamType.INT, value: op },
+            { field: 'time_elapsed', type: TypedParamType.ULLONG, value: 1234n },
+            { field: 'memory_total', type: TypedParamType.ULLONG, value: 1073741824n },
+          ]);
+        };
       }
       case Proc.DOMAIN_ATTACH_DEVICE_FLAGS: {
         const uuid = readDomain(r).uuid;

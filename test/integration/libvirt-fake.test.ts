@@ -8,6 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   DomainAffect,
   type DomainRef,
+  JobOperation,
+  JobType,
   LibvirtClient,
   type LibvirtClientEvents,
   type LibvirtClientOptions,
@@ -64,6 +66,20 @@ const dimmXml = (alias: string, sizeMiB = 128) =>
   `<memory model='dimm'><target><size unit='MiB'>${sizeMiB}</size><node>0</node></target><alias name='${alias}'/></memory>`;
 
 describe('libvirt client against the fake libvirtd', () => {
+  it('reads job stats: NONE without a job, the operation typed param while an outgoing migration runs', async () => {
+    const c = await connect();
+    const dom = fake.addDomain({ memoryMiB: 1024 });
+    expect(await c.getJobStats(dom)).toEqual({ type: JobType.NONE, params: {} });
+    fake.setJob(dom.uuid, JobOperation.MIGRATION_OUT);
+    const js = await c.getJobStats(dom);
+    expect(js.type).toBe(JobType.UNBOUNDED);
+    expect(js.params.operation).toBe(5);
+    expect(js.params.time_elapsed).toBe(1234n);
+    fake.setJob(dom.uuid, null);
+    expect((await c.getJobStats(dom)).type).toBe(JobType.NONE);
+    expect(fake.callCount('DOMAIN_GET_JOB_STATS')).toBe(3);
+  });
+
   it('opens, reads versions, lists, looks up, reads XML and metadata', async () => {
     const a = fake.addDomain({ name: 'a', memoryMiB: 1024, dimms: [{ alias: 'ua-1', sizeMiB: 256 }] });
     fake.addDomain({ name: 'b', memoryMiB: 512, running: false, persistent: true });

@@ -7,6 +7,7 @@ import {
   DomainAffect,
   DomainXmlFlags,
   defaultSocketPath,
+  JobType,
   LibvirtClient,
   type LibvirtClientEvents,
   LibvirtError,
@@ -64,6 +65,8 @@ describe('libvirt client against the real libvirtd', () => {
     expect(dom.name).toBe(g.name);
     expect(dom.id).toBeGreaterThan(0);
     expect(await client.getState(dom)).toMatchObject({ state: 1 });
+    // No job on an idle running guest: type NONE (the migration check's "not migrating").
+    expect((await client.getJobStats(dom)).type).toBe(JobType.NONE);
 
     const live = await client.getXMLDesc(dom);
     expect(live).toContain(`<uuid>${g.uuid}</uuid>`);
