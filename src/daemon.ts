@@ -90,14 +90,18 @@ export async function startDaemon(
   const forwarder = forwardNotifications(vms, events);
   metrics.watchVms(vms);
   await vms.open();
-  const methods = apiMethods(vms, {
-    version: DAEMON_VERSION,
-    apiVersion: API_VERSION,
-    libvirtVersion: formatLibvirtVersion(libVer),
-    hypervisorVersion: formatLibvirtVersion(hvVer),
-    hostname,
-    libvirtConnected: () => client.connected,
-  });
+  const methods = apiMethods(
+    vms,
+    {
+      version: DAEMON_VERSION,
+      apiVersion: API_VERSION,
+      libvirtVersion: formatLibvirtVersion(libVer),
+      hypervisorVersion: formatLibvirtVersion(hvVer),
+      hostname,
+      libvirtConnected: () => client.connected,
+    },
+    events,
+  );
   let rpc: RpcServer;
   let metricsListener: MetricsListener | undefined;
   try {

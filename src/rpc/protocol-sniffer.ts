@@ -46,10 +46,16 @@ export function sniffProtocols(server: Server, opts: SniffOptions): void {
       socket.off('readable', onReadable);
       socket.off('close', onClose);
       socket.off('error', onError);
+      socket.off('end', onEnd);
     };
     // Until a protocol owns the socket, its errors (a reset peer) are ours to swallow.
     const onError = () => {};
     const onClose = () => cleanup();
+    // EOF before any decisive byte: nothing to serve.
+    const onEnd = () => {
+      cleanup();
+      socket.destroy();
+    };
     const onReadable = () => {
       for (;;) {
         const chunk = socket.read() as Buffer | null;
@@ -70,5 +76,6 @@ export function sniffProtocols(server: Server, opts: SniffOptions): void {
     socket.on('readable', onReadable);
     socket.on('close', onClose);
     socket.on('error', onError);
+    socket.on('end', onEnd);
   });
 }

@@ -235,15 +235,17 @@ export function encodeFrame(
   headers: Iterable<readonly [string, string]>,
   body: Buffer | string = '',
 ): Buffer {
-  const payload = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   const esc = escapesApply(command) ? escapeValue : (v: string) => v.replace(/[\r\n]/g, ' ');
   let head = `${command}\n`;
   for (const [k, v] of headers) {
     if (k === 'content-length') continue;
     head += `${esc(k)}:${esc(v)}\n`;
   }
-  head += `content-length:${payload.length}\n\n`;
-  return Buffer.concat([Buffer.from(head, 'utf8'), payload, Buffer.from([NUL])]);
+  // One allocation for the common case, a JSON text body.
+  if (typeof body === 'string')
+    return Buffer.from(`${head}content-length:${Buffer.byteLength(body)}\n\n${body}\0`, 'utf8');
+  head += `content-length:${body.length}\n\n`;
+  return Buffer.concat([Buffer.from(head, 'utf8'), body, Buffer.from([NUL])]);
 }
 
 export const HEARTBEAT = Buffer.from('\n');

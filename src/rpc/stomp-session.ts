@@ -64,6 +64,7 @@ export class StompSession {
   private lastOut = Date.now();
   private corked = false;
   private messageSeq = 0;
+  private inputEnded = false;
 
   constructor(
     readonly connectionId: string,
@@ -95,6 +96,12 @@ export class StompSession {
       this.log.info({ code: err.code, err: err.message }, 'stomp socket error'),
     );
     s.on('close', () => this.onSocketClose());
+    // The listener allows half-open sockets (HTTP does): a client that stopped sending
+    // is done once its requests are answered.
+    s.on('end', () => {
+      this.inputEnded = true;
+      if (this.caller.inFlight === 0) this.close();
+    });
     s.setNoDelay(true);
     this.connectTimer = setTimeout(() => {
       this.log.info({ timeoutMs: this.limits.connectTimeoutMs }, 'stomp: no CONNECT in time; closing');
@@ -323,12 +330,20 @@ export class StompSession {
       r.then(
         (res) => {
           if (res !== null) this.reply(replyTo, res);
+          this.closeIfDone();
         },
-        (err: unknown) => this.log.error({ err }, 'dispatch failed'),
+        (err: unknown) => {
+          this.log.error({ err }, 'dispatch failed');
+          this.closeIfDone();
+        },
       );
     } else {
       this.reply(replyTo, r);
     }
+  }
+
+  private closeIfDone(): void {
+    if (this.inputEnded && this.caller.inFlight === 0) this.close();
   }
 
   private onDisconnect(f: StompFrame): void {
