@@ -294,9 +294,11 @@ export class RpcServer {
   }
 
   private broadcast(text: string): void {
+    // Encoded once for all clients (ws would encode the string on every send).
+    const data = this.conns.size > 1 ? Buffer.from(text) : text;
     let sent = 0;
     for (const c of this.conns) {
-      if (c.ws.readyState === WebSocket.OPEN && this.send(c, text)) sent++;
+      if (c.ws.readyState === WebSocket.OPEN && this.send(c, data)) sent++;
     }
     if (this.log.isLevelEnabled('debug')) this.log.debug({ clients: sent }, 'notification sent');
   }
@@ -566,7 +568,7 @@ export class RpcServer {
   }
 
   /** false if the client is too slow to keep up and was dropped. */
-  private send(conn: Connection, text: string): boolean {
+  private send(conn: Connection, text: string | Buffer): boolean {
     if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) {
       conn.log.warn(
         { bufferedBytes: conn.ws.bufferedAmount, max: this.limits.maxBufferedBytes },
@@ -585,7 +587,7 @@ export class RpcServer {
         conn.socket.uncork();
       });
     }
-    conn.ws.send(text);
+    conn.ws.send(text, { binary: false });
     return true;
   }
 

@@ -181,9 +181,21 @@ describe('rpc server limits', () => {
     const s = await start({ logger: logs.logger });
     const a = await client(s.url());
     const b = await client(s.url());
+    // Encoded once for all clients, still sent as text frames.
+    const raw = new WebSocket(s.url());
+    await new Promise((r) => raw.once('open', r));
+    const frames: boolean[] = [];
+    const rawGot = new Promise<void>((resolve) =>
+      raw.on('message', (_d, isBinary) => {
+        frames.push(isBinary);
+        if (frames.length === 2) resolve();
+      }),
+    );
     s.notify('|virt|device_removed|vm-1', { alias: 'ua-1', memSize: 1024, late: false });
     s.notify('|virt|VM_status|vm-1', { vmId: 'vm-1', status: 'Up' });
-    await Promise.all([a.waitNotifications(2), b.waitNotifications(2)]);
+    await Promise.all([a.waitNotifications(2), b.waitNotifications(2), rawGot]);
+    expect(frames).toEqual([false, false]);
+    raw.terminate();
     for (const c of [a, b]) {
       expect(c.notifications).toEqual([
         { method: '|virt|device_removed|vm-1', params: { alias: 'ua-1', memSize: 1024, late: false } },
