@@ -126,12 +126,20 @@ export const VmStatus = StringEnum(
 
 export const VmStatsDevice = Type.Object(
   {
+    model: StringEnum(['dimm', 'virtio-mem'] as const),
     alias: Type.String(),
-    size: Type.Integer({ description: 'MiB' }),
+    size: Type.Integer({ description: 'MiB; a virtio-mem device: its maximum' }),
     node: Type.Integer(),
-    slot: Type.Integer(),
-    base: Type.String({ description: "guest physical base address, '0x…'" }),
-    state: StringEnum(['plugged', 'unplugging'] as const),
+    slot: Type.Integer({ description: '-1 for virtio-mem (it takes no DIMM slot)' }),
+    base: Type.String({ description: "guest physical base address, '0x…'; '' for virtio-mem" }),
+    state: StringEnum(
+      ['plugged', 'unplugging', 'resizing'] as const,
+      'DIMM: plugged | unplugging; virtio-mem: plugged | resizing (current != requested)',
+    ),
+    requested: Type.Optional(Type.Integer({ description: 'virtio-mem: MiB asked of the guest' })),
+    current: Type.Optional(Type.Integer({ description: 'virtio-mem: MiB the guest has plugged' })),
+    block: Type.Optional(Type.Integer({ description: 'virtio-mem: MiB; requested is a multiple of it' })),
+    address: Type.Optional(Type.String({ description: "virtio-mem: PCI address 'dddd:bb:ss.f'" })),
   },
   closed,
 );
@@ -142,7 +150,7 @@ export const VmStats = Type.Object(
     vmId: Type.String(),
     vmName: Type.String(),
     status: VmStatus,
-    memSize: Type.Integer({ description: 'MiB, base + DIMMs' }),
+    memSize: Type.Integer({ description: 'MiB, base + DIMMs + each virtio-mem device’s current size' }),
     memGuaranteedSize: Type.Integer({ description: 'MiB' }),
     hash: Type.String({ description: 'changes whenever the device set or a device state changes' }),
     balloonActive: Type.Boolean(),

@@ -14,6 +14,7 @@ import {
   EventIdForKind,
   FEATURE_PROGRAM_KEEPALIVE,
   JOB_STATS_MAX,
+  OPTIONAL_EVENT_KINDS,
   Proc,
   readDomain,
   readDomainEvent,
@@ -67,6 +68,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
   private conn: LibvirtConnection | null = null;
   private closing = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private sizeChangeEvents = false;
   private readonly socketPath: string;
   private readonly uri: string;
 
@@ -100,6 +102,10 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
 
   get connected(): boolean {
     return this.conn !== null && !this.conn.closed;
+  }
+
+  get memoryDeviceEvents(): boolean {
+    return this.sizeChangeEvents;
   }
 
   // ---- typed calls ----
@@ -176,6 +182,11 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
    */
   async detachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void> {
     await this.call(Proc.DOMAIN_DETACH_DEVICE_FLAGS, (w) => writeDomainXmlFlags(w, dom, xml, flags));
+  }
+
+  /** Resolves once QEMU took the change; a virtio-mem resize then proceeds in the guest (watch memoryDeviceSizeChange). */
+  async updateDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void> {
+    await this.call(Proc.DOMAIN_UPDATE_DEVICE_FLAGS, (w) => writeDomainXmlFlags(w, dom, xml, flags));
   }
 
   async setMetadata(
@@ -266,6 +277,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
       maxPacketBytes: this.opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
     });
     const callbacks = new Map<number, EventKind>();
+    let sizeChangeEvents = false;
     // Events can arrive as soon as the first callback is registered.
     conn.on('message', (p) => this.onMessage(conn, callbacks, p));
     try {
@@ -280,12 +292,20 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
         conn.startKeepalive(interval, this.opts.keepaliveCount ?? DEFAULTS.keepaliveCount);
       }
       for (const kind of EVENT_KINDS) {
-        const id = await conn.call(
-          Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
-          (w) => w.writeInt(EventIdForKind[kind]).writeUint(0), // dom = NULL: all domains
-          (r) => r.readInt(),
-        );
+        let id: number;
+        try {
+          id = await conn.call(
+            Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+            (w) => w.writeInt(EventIdForKind[kind]).writeUint(0), // dom = NULL: all domains
+            (r) => r.readInt(),
+          );
+        } catch (e) {
+          // An older libvirtd refuses event IDs it does not know; the connection is still good.
+          if (OPTIONAL_EVENT_KINDS.has(kind) && e instanceof LibvirtError) continue;
+          throw e;
+        }
         callbacks.set(id, kind);
+        if (kind === 'memoryDeviceSizeChange') sizeChangeEvents = true;
       }
     } catch (e) {
       conn.close('handshake failed');
@@ -297,6 +317,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
     }
     if (conn.closed) throw new LibvirtConnectionError('libvirtd closed the connection during setup');
     this.conn = conn;
+    this.sizeChangeEvents = sizeChangeEvents;
     conn.once('close', (err) => this.onConnectionLost(conn, err));
   }
 
@@ -329,6 +350,8 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
     try {
       if (ev.kind === 'lifecycle') {
         this.emit('lifecycle', { domain: ev.domain, event: ev.event, detail: ev.detail });
+      } else if (ev.kind === 'memoryDeviceSizeChange') {
+        this.emit('memoryDeviceSizeChange', { domain: ev.domain, alias: ev.alias, sizeKiB: ev.sizeKiB });
       } else {
         this.emit(ev.kind, { domain: ev.domain, alias: ev.alias });
       }

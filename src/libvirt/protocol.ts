@@ -32,6 +32,7 @@ export const Proc = {
   CONNECT_GET_LIB_VERSION: 157,
   DOMAIN_ATTACH_DEVICE_FLAGS: 160,
   DOMAIN_DETACH_DEVICE_FLAGS: 161,
+  DOMAIN_UPDATE_DEVICE_FLAGS: 174,
   DOMAIN_GET_STATE: 212,
   DOMAIN_SET_METADATA: 264,
   DOMAIN_GET_METADATA: 265,
@@ -43,6 +44,7 @@ export const Proc = {
   DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED: 333,
   DOMAIN_EVENT_CALLBACK_DEVICE_ADDED: 354,
   DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED: 367,
+  DOMAIN_EVENT_MEMORY_DEVICE_SIZE_CHANGE: 438,
 } as const;
 
 /** Procedure number -> name (for logs, errors and the fake's call counters). */
@@ -56,6 +58,7 @@ export const DomainEventId = {
   DEVICE_REMOVED: 15,
   DEVICE_ADDED: 19,
   DEVICE_REMOVAL_FAILED: 22,
+  MEMORY_DEVICE_SIZE_CHANGE: 26,
 } as const;
 
 /** remote_auth_type. */
@@ -240,11 +243,19 @@ export type DomainEventMessage =
       callbackId: number;
       domain: DomainRef;
       alias: string;
+    }
+  | {
+      /** remote_domain_event_memory_device_size_change_msg; `size` is the device's current size in KiB. */
+      kind: 'memoryDeviceSizeChange';
+      callbackId: number;
+      domain: DomainRef;
+      alias: string;
+      sizeKiB: number;
     };
 
 /**
  * Decodes an event body, or returns null for a procedure we do not handle.
- * All four layouts start with callbackID then the domain (the device-removed
+ * All layouts start with callbackID then the domain (the device-removed
  * one nests {dom, devAlias} in a struct, which encodes identically).
  */
 export function readDomainEvent(proc: number, r: XdrReader): DomainEventMessage | null {
@@ -270,6 +281,13 @@ export function readDomainEvent(proc: number, r: XdrReader): DomainEventMessage 
             : 'deviceRemovalFailed';
       return { kind, callbackId, domain, alias };
     }
+    case Proc.DOMAIN_EVENT_MEMORY_DEVICE_SIZE_CHANGE: {
+      const callbackId = r.readInt();
+      const domain = readDomain(r);
+      const alias = r.readString();
+      const sizeKiB = r.readUhyperNumber();
+      return { kind: 'memoryDeviceSizeChange', callbackId, domain, alias, sizeKiB };
+    }
     default:
       return null;
   }
@@ -284,6 +302,10 @@ export function writeDomainEvent(w: XdrWriter, ev: DomainEventMessage): number {
     return Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE;
   }
   w.writeString(ev.alias);
+  if (ev.kind === 'memoryDeviceSizeChange') {
+    w.writeUhyper(ev.sizeKiB);
+    return Proc.DOMAIN_EVENT_MEMORY_DEVICE_SIZE_CHANGE;
+  }
   switch (ev.kind) {
     case 'deviceRemoved':
       return Proc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED;
@@ -302,4 +324,14 @@ export const EventIdForKind = {
   deviceRemoved: DomainEventId.DEVICE_REMOVED,
   deviceAdded: DomainEventId.DEVICE_ADDED,
   deviceRemovalFailed: DomainEventId.DEVICE_REMOVAL_FAILED,
+  memoryDeviceSizeChange: DomainEventId.MEMORY_DEVICE_SIZE_CHANGE,
 } as const;
+
+/**
+ * Event kinds whose registration may fail on an older libvirtd (the
+ * memory-device size change event is libvirt >= 7.9): the client then goes on
+ * without them.
+ */
+export const OPTIONAL_EVENT_KINDS: ReadonlySet<DomainEventMessage['kind']> = new Set([
+  'memoryDeviceSizeChange',
+]);

@@ -94,11 +94,21 @@ export interface DeviceEventInfo {
   alias: string;
 }
 
+export interface MemoryDeviceSizeChangeInfo {
+  domain: DomainRef;
+  /** The memory device's alias (a virtio-mem device: "ua-…" or "virtiomem0"). */
+  alias: string;
+  /** The device's new current (plugged) size, KiB. */
+  sizeKiB: number;
+}
+
 export interface LibvirtClientEvents {
   lifecycle: [LifecycleEventInfo];
   deviceAdded: [DeviceEventInfo];
   deviceRemoved: [DeviceEventInfo];
   deviceRemovalFailed: [DeviceEventInfo];
+  /** VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE: a virtio-mem device's current size moved. */
+  memoryDeviceSizeChange: [MemoryDeviceSizeChangeInfo];
   /** The connection was lost; pending calls have been failed. */
   disconnected: [Error];
   /** A new connection is open and event callbacks are registered again. */
@@ -122,6 +132,10 @@ export interface LibvirtApi {
   getJobStats(dom: DomainRef): Promise<JobStats>;
   attachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
   detachDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
+  /** virDomainUpdateDeviceFlags: e.g. a virtio-mem device's new `<requested>` size. */
+  updateDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void>;
+  /** False when libvirtd refused to register the memory-device size-change event (libvirt < 7.9). */
+  readonly memoryDeviceEvents: boolean;
   setMetadata(
     dom: DomainRef,
     type: number,

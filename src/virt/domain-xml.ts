@@ -1,7 +1,7 @@
 // Parses libvirt domain XML (live or inactive) into the few facts we use.
 
 import { findOurElement, metadataFromElement, type VmMetadata } from './metadata.js';
-import { asArray, attr, child, isObj, makeReader, text, toKiB } from './xml-common.js';
+import { ATTR, asArray, attr, child, isObj, makeReader, text, toKiB } from './xml-common.js';
 
 export interface ParsedDimm {
   /** null for an inactive definition without aliases. */
@@ -14,6 +14,26 @@ export interface ParsedDimm {
   base: string | null;
 }
 
+/** A virtio-mem device (model='virtio-mem'): resized by changing `requested`, in `block` steps. */
+export interface ParsedVirtioMem {
+  /** null for an inactive definition without aliases. */
+  alias: string | null;
+  node: number;
+  /** Maximum size. */
+  sizeKiB: number;
+  blockKiB: number;
+  requestedKiB: number;
+  /** What the guest has plugged (live XML only; an inactive definition: requested). */
+  currentKiB: number;
+  /** MiB, floored: size, block, requested, current. */
+  size: number;
+  block: number;
+  requested: number;
+  current: number;
+  /** The device's `<address>` attributes (PCI), as libvirt gave them; null when absent. */
+  address: Readonly<Record<string, string>> | null;
+}
+
 export interface NumaCell {
   id: number;
   memoryKiB: number;
@@ -22,9 +42,15 @@ export interface NumaCell {
 export interface ParsedDomain {
   name: string;
   uuid: string;
-  /** Total memory (<memory>): initial memory plus memory devices. */
+  /**
+   * libvirt's <memory>: initial memory plus memory devices, counting a
+   * virtio-mem device at its maximum size (what <maxMemory> limits).
+   */
   memoryKiB: number;
-  /** MiB, floored. */
+  /**
+   * The guest's memory, MiB, floored: initial memory + DIMMs + each virtio-mem
+   * device's current size (not its maximum).
+   */
   memory: number;
   currentMemoryKiB: number | null;
   maxMemoryKiB: number | null;
@@ -33,6 +59,7 @@ export interface ParsedDomain {
   numaCells: NumaCell[];
   /** model='dimm' devices only; other memory device models are never unplugged by us. */
   dimms: ParsedDimm[];
+  virtioMem: ParsedVirtioMem[];
   /** A <memballoon> whose model is not 'none'. */
   balloonActive: boolean;
   /** Our namespace's metadata, null when absent. */
@@ -81,7 +108,12 @@ export function parseDomainXml(xml: string): ParsedDomain {
   }
 
   const dimms: ParsedDimm[] = [];
+  const virtioMem: ParsedVirtioMem[] = [];
   for (const m of asArray(child(dom.devices, 'memory'))) {
+    if (attr(m, 'model') === 'virtio-mem') {
+      virtioMem.push(parseVirtioMem(m));
+      continue;
+    }
     if (attr(m, 'model') !== 'dimm') continue;
     const target = child(m, 'target');
     const sizeKiB = sizeOf(child(target, 'size'), 'dimm target size');
@@ -97,6 +129,9 @@ export function parseDomainXml(xml: string): ParsedDomain {
     });
   }
 
+  // libvirt counts a virtio-mem device's maximum in <memory>; the guest has only its current size.
+  const actualKiB = virtioMem.reduce((kib, v) => kib - v.sizeKiB + v.currentKiB, memoryKiB);
+
   const balloonActive = asArray(child(dom.devices, 'memballoon')).some((b) => attr(b, 'model') !== 'none');
   const ours = findOurElement(dom.metadata);
 
@@ -104,13 +139,45 @@ export function parseDomainXml(xml: string): ParsedDomain {
     name,
     uuid: uuid.toLowerCase(),
     memoryKiB,
-    memory: kibToMiB(memoryKiB),
+    memory: kibToMiB(Math.max(0, actualKiB)),
     currentMemoryKiB,
     maxMemoryKiB,
     slots,
     numaCells,
     dimms,
+    virtioMem,
     balloonActive,
     metadata: ours === undefined ? null : metadataFromElement(ours),
+  };
+}
+
+function parseVirtioMem(m: unknown): ParsedVirtioMem {
+  const target = child(m, 'target');
+  const sizeKiB = sizeOf(child(target, 'size'), 'virtio-mem target size');
+  const blockKiB = sizeOf(child(target, 'block'), 'virtio-mem target block');
+  const req = child(target, 'requested');
+  const requestedKiB = req === undefined ? 0 : sizeOf(req, 'virtio-mem target requested');
+  const cur = child(target, 'current');
+  const currentKiB = cur === undefined ? requestedKiB : sizeOf(cur, 'virtio-mem target current');
+  const address = child(m, 'address');
+  let addr: Record<string, string> | null = null;
+  if (isObj(address)) {
+    addr = {};
+    for (const [k, v] of Object.entries(address)) {
+      if (k.startsWith(ATTR) && typeof v === 'string') addr[k.slice(ATTR.length)] = v;
+    }
+  }
+  return {
+    alias: attr(child(m, 'alias'), 'name') ?? null,
+    node: int(text(child(target, 'node')) ?? '0', 'virtio-mem target node'),
+    sizeKiB,
+    blockKiB,
+    requestedKiB,
+    currentKiB,
+    size: kibToMiB(sizeKiB),
+    block: kibToMiB(blockKiB),
+    requested: kibToMiB(requestedKiB),
+    current: kibToMiB(currentKiB),
+    address: addr,
   };
 }

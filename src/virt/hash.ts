@@ -7,6 +7,10 @@ import type { VmStatsDevice } from './types.js';
 export function devicesHash(memSize: number, devices: readonly VmStatsDevice[]): string {
   const h = createHash('sha1');
   h.update(String(memSize));
-  for (const d of devices) h.update(`\n${d.alias}|${d.size}|${d.node}|${d.slot}|${d.base}|${d.state}`);
+  for (const d of devices) {
+    h.update(`\n${d.alias}|${d.size}|${d.node}|${d.slot}|${d.base}|${d.state}`);
+    // DIMM hashes stay as they were; a virtio-mem device adds its sizes.
+    if (d.model === 'virtio-mem') h.update(`|${d.requested}|${d.current}|${d.block}`);
+  }
   return h.digest('hex').slice(0, 16);
 }

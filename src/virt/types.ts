@@ -25,19 +25,30 @@ export interface MemoryDevice {
 }
 
 export interface VmStatsDevice {
+  model: 'dimm' | 'virtio-mem';
   alias: string;
+  /** MiB; a virtio-mem device's maximum. */
   size: number;
   node: number;
+  /** -1 for a virtio-mem device (it takes no DIMM slot). */
   slot: number;
+  /** '' for a virtio-mem device. */
   base: string;
-  state: DeviceState;
+  /** A DIMM is 'plugged' or 'unplugging'; a virtio-mem device 'plugged' or 'resizing' (current != requested). */
+  state: DeviceState | 'resizing';
+  /** virtio-mem only, MiB: the size asked of the guest, what it has plugged, the step. */
+  requested?: number;
+  current?: number;
+  block?: number;
+  /** virtio-mem only: PCI address 'dddd:bb:ss.f'. */
+  address?: string;
 }
 
 export interface VmStats {
   vmId: string;
   vmName: string;
   status: VmStatus;
-  /** MiB, base + DIMMs, as libvirt's live <memory> counts it. */
+  /** MiB, base + DIMMs + each virtio-mem device's current size (the guest's memory). */
   memSize: number;
   /** MiB */
   memGuaranteedSize: number;

@@ -28,6 +28,7 @@ import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './m
 import { SerialQueue } from './serial-queue.js';
 import { isActive, statusOf } from './status.js';
 import type { VmManagerEvents, VmStats, VmStatsDevice } from './types.js';
+import { virtioMemStats } from './virtio-mem.js';
 import { deviceState, hasAlias, type VmRecord } from './vm-record.js';
 
 export interface VmRegistryOptions {
@@ -123,6 +124,12 @@ export class VmRegistry {
     l.deviceAdded = (ev) => {
       if (this.manages(ev.domain)) {
         this.background(this.refresh(ev.domain), 'refresh after device-added', ev.domain.uuid);
+      }
+    };
+    // A virtio-mem device moved: memSize and the device's current size follow the live XML.
+    l.memoryDeviceSizeChange = (ev) => {
+      if (this.manages(ev.domain)) {
+        this.background(this.refresh(ev.domain), 'refresh after memory-device size change', ev.domain.uuid);
       }
     };
     l.disconnected = (err) =>
@@ -418,15 +425,19 @@ export class VmRegistry {
     const devices: VmStatsDevice[] = vm.active
       ? vm.dom.dimms
           .filter(hasAlias)
-          .map((d) => ({
-            alias: d.alias,
-            size: d.size,
-            node: d.node,
-            slot: d.slot ?? -1,
-            base: d.base ?? '',
-            state: deviceState(vm, d.alias),
-          }))
+          .map(
+            (d): VmStatsDevice => ({
+              model: 'dimm',
+              alias: d.alias,
+              size: d.size,
+              node: d.node,
+              slot: d.slot ?? -1,
+              base: d.base ?? '',
+              state: deviceState(vm, d.alias),
+            }),
+          )
           .sort((a, b) => a.slot - b.slot)
+          .concat(vm.dom.virtioMem.map(virtioMemStats))
       : [];
     const prev = vm.stats as VmStats | undefined;
     const next = this.buildStats(vm, devices);

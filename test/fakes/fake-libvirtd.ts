@@ -20,8 +20,8 @@ import {
 } from '../../src/libvirt/packet.js';
 import {
   AuthType,
-  DomainEventId,
   type DomainEventMessage,
+  EventIdForKind,
   FEATURE_PROGRAM_KEEPALIVE,
   KEEPALIVE_PROGRAM,
   KEEPALIVE_PROTOCOL_VERSION,
@@ -51,6 +51,33 @@ export interface FakeDimmSpec {
   slot?: number;
 }
 
+/** A virtio-mem device (MiB). */
+export interface FakeVirtioMemSpec {
+  alias: string;
+  sizeMiB: number;
+  /** Default 2. */
+  blockMiB?: number;
+  /** Default 0. */
+  requestedMiB?: number;
+  /** Default: requestedMiB. */
+  currentMiB?: number;
+  node?: number;
+}
+
+/**
+ * How the fake guest answers a new `requested`: 'follow' moves `current` there
+ * in steps; 'stall' follows a shrink only down to `stallAtMiB` (as a guest with
+ * unmovable pages does) and any grow fully; 'silent' never moves (no driver).
+ */
+export interface VirtioMemBehaviour {
+  mode: 'follow' | 'stall' | 'silent';
+  /** MiB per step (default 64). */
+  stepMiB?: number;
+  /** Between steps (default 20 ms). */
+  stepMs?: number;
+  stallAtMiB?: number;
+}
+
 export interface AddDomainOptions {
   name?: string;
   uuid?: string;
@@ -59,6 +86,8 @@ export interface AddDomainOptions {
   maxMemoryMiB?: number;
   slots?: number;
   dimms?: FakeDimmSpec[];
+  virtioMem?: FakeVirtioMemSpec[];
+  virtioMemBehaviour?: VirtioMemBehaviour;
   running?: boolean;
   persistent?: boolean;
   unplug?: UnplugBehaviour;
@@ -92,6 +121,8 @@ const ERR = {
   DEVICE_MISSING: 99,
   XML_ERROR: 27,
   NO_SUPPORT: 3,
+  CONFIG_UNSUPPORTED: 67,
+  INVALID_ARG: 8,
 } as const;
 
 class FakeError extends Error {
@@ -111,9 +142,20 @@ interface Dimm {
   slot: number;
 }
 
+interface VirtioMem {
+  alias: string;
+  sizeMiB: number;
+  blockMiB: number;
+  requestedMiB: number;
+  currentMiB: number;
+  node: number;
+  pciSlot: number;
+}
+
 interface MemState {
   baseMiB: number;
   dimms: Dimm[];
+  virtioMem: VirtioMem[];
   /** uri -> { key, xml } for ELEMENT metadata; TITLE/DESCRIPTION under their type numbers. */
   metadata: Map<string, { key: string; xml: string }>;
 }
@@ -135,6 +177,8 @@ interface FakeDomain {
   dimmCounter: number;
   /** virDomainJobOperation of the running job (e.g. 5 = outgoing migration), or null: no job. */
   jobOperation: number | null;
+  vmemBehaviour: Required<Omit<VirtioMemBehaviour, 'stallAtMiB'>> & { stallAtMiB: number };
+  vmemTimers: Map<string, NodeJS.Timeout>;
 }
 
 interface Client {
@@ -158,6 +202,7 @@ export class FakeLibvirtd {
   private corruptReplies = 0;
   private replyMutators: ((pkt: Buffer) => Buffer)[] = [];
   private xmlLog: ReceivedXml[] | null = null;
+  private readonly refusedEventIds = new Set<number>();
   private nextId = 1;
   private nextCallbackId = 1;
   private nameCounter = 0;
@@ -209,9 +254,19 @@ export class FakeLibvirtd {
       node: d.node ?? 0,
       slot: d.slot ?? i,
     }));
+    const vmem: VirtioMem[] = (o.virtioMem ?? []).map((v, i) => ({
+      alias: v.alias,
+      sizeMiB: v.sizeMiB,
+      blockMiB: v.blockMiB ?? 2,
+      requestedMiB: v.requestedMiB ?? 0,
+      currentMiB: v.currentMiB ?? v.requestedMiB ?? 0,
+      node: v.node ?? 0,
+      pciSlot: 2 + i,
+    }));
     const mem = (): MemState => ({
       baseMiB: o.memoryMiB,
       dimms: dimms.map((d) => ({ ...d })),
+      virtioMem: vmem.map((v) => ({ ...v })),
       metadata: new Map(),
     });
     const dom: FakeDomain = {
@@ -230,6 +285,8 @@ export class FakeLibvirtd {
       silentDelayMs: o.silentDelayMs ?? 50,
       dimmCounter: dimms.length,
       jobOperation: null,
+      vmemBehaviour: vmemBehaviour(o.virtioMemBehaviour),
+      vmemTimers: new Map(),
     };
     this.domains.set(uuid, dom);
     return this.ref(dom);
@@ -250,6 +307,19 @@ export class FakeLibvirtd {
   /** A job runs on the domain (job stats say so) until cleared with null; 5 = outgoing migration. */
   setJob(uuid: string, operation: number | null): void {
     this.mustGet(uuid).jobOperation = operation;
+  }
+
+  setVirtioMemBehaviour(uuid: string, b: VirtioMemBehaviour): void {
+    this.mustGet(uuid).vmemBehaviour = vmemBehaviour(b);
+  }
+
+  /** The live virtio-mem devices (MiB). */
+  getVirtioMem(uuid: string): { alias: string; requestedMiB: number; currentMiB: number }[] {
+    return this.mustGet(uuid).live.virtioMem.map((v) => ({
+      alias: v.alias,
+      requestedMiB: v.requestedMiB,
+      currentMiB: v.currentMiB,
+    }));
   }
 
   /** Like `virsh destroy`: the domain stops (transient ones vanish) and a STOPPED event goes out. */
@@ -326,6 +396,11 @@ export class FakeLibvirtd {
   /** The next successful reply goes through `fn` (whole packet, length word included) before it is sent. */
   mutateNextReply(fn: (pkt: Buffer) => Buffer): void {
     this.replyMutators.push(fn);
+  }
+
+  /** From now on, refuses to register callbacks for this event ID, as an older libvirtd does for IDs it does not know. */
+  refuseEventId(eventId: number): void {
+    this.refusedEventIds.add(eventId);
   }
 
   /** Number of calls received for a procedure name (e.g. 'DOMAIN_GET_XML_DESC'). */
@@ -531,6 +606,14 @@ export class FakeLibvirtd {
         const d = this.lookup(uuid);
         return this.detach(d, xml, flags);
       }
+      case Proc.DOMAIN_UPDATE_DEVICE_FLAGS: {
+        const uuid = readDomain(r).uuid;
+        const xml = r.readString();
+        const flags = r.readUint();
+        this.xmlLog?.push({ proc: 'DOMAIN_UPDATE_DEVICE_FLAGS', uuid, xml, flags });
+        this.update(this.lookup(uuid), xml, flags);
+        return undefined;
+      }
       case Proc.DOMAIN_SET_METADATA: {
         const uuid = readDomain(r).uuid;
         const type = r.readInt();
@@ -586,6 +669,13 @@ export class FakeLibvirtd {
       case Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: {
         const eventId = r.readInt();
         const dom = r.readOptional(readDomain);
+        if (this.refusedEventIds.has(eventId)) {
+          throw new FakeError(
+            ERR.INVALID_ARG,
+            FROM_DOMAIN,
+            `invalid argument: unsupported event ID ${eventId}`,
+          );
+        }
         const id = this.nextCallbackId++;
         client.callbacks.set(id, { eventId, uuid: dom?.uuid ?? null });
         return (w) => w.writeInt(id);
@@ -714,6 +804,77 @@ export class FakeLibvirtd {
     }
   }
 
+  /** virDomainUpdateDeviceFlags for a virtio-mem device: only `<requested>` may change, as in libvirt. */
+  private update(d: FakeDomain, xml: string, flags: number): void {
+    const spec = parseVirtioMem(xml);
+    const targets = this.targets(d, flags);
+    for (const st of targets) {
+      const dev = st.virtioMem.find((v) => v.alias === spec.alias);
+      if (!dev) {
+        throw new FakeError(ERR.DEVICE_MISSING, FROM_DOMAIN, 'device not found: memory device not found');
+      }
+      if (spec.requestedKiB % (dev.blockMiB * 1024) !== 0) {
+        throw new FakeError(
+          ERR.CONFIG_UNSUPPORTED,
+          FROM_DOMAIN,
+          'unsupported configuration: requested size must be an integer multiple of block size',
+        );
+      }
+      if (spec.requestedKiB > dev.sizeMiB * 1024) {
+        throw new FakeError(
+          ERR.CONFIG_UNSUPPORTED,
+          FROM_DOMAIN,
+          'unsupported configuration: requested size must be smaller than or equal to @size',
+        );
+      }
+    }
+    for (const st of targets) {
+      const dev = st.virtioMem.find((v) => v.alias === spec.alias)!;
+      dev.requestedMiB = spec.requestedKiB / 1024;
+      if (st === d.config) dev.currentMiB = dev.requestedMiB;
+    }
+    if (targets.includes(d.live)) this.driveVirtioMem(d, spec.alias);
+  }
+
+  /** The fake guest's virtio-mem driver: moves `current` toward `requested`, one event per step. */
+  private driveVirtioMem(d: FakeDomain, alias: string): void {
+    const old = d.vmemTimers.get(alias);
+    if (old) {
+      clearTimeout(old);
+      this.timers.delete(old);
+    }
+    const b = d.vmemBehaviour;
+    if (b.mode === 'silent') return;
+    const step = () => {
+      d.vmemTimers.delete(alias);
+      const dev = d.live.virtioMem.find((v) => v.alias === alias);
+      if (!dev || !d.running) return;
+      const floor = b.mode === 'stall' ? Math.max(dev.requestedMiB, b.stallAtMiB) : dev.requestedMiB;
+      let next = dev.currentMiB;
+      if (dev.currentMiB < dev.requestedMiB) next = Math.min(dev.requestedMiB, dev.currentMiB + b.stepMiB);
+      else if (dev.currentMiB > floor) next = Math.max(floor, dev.currentMiB - b.stepMiB);
+      if (next === dev.currentMiB) return;
+      dev.currentMiB = next;
+      this.emitEvent(d, {
+        kind: 'memoryDeviceSizeChange',
+        callbackId: 0,
+        domain: this.ref(d),
+        alias,
+        sizeKiB: next * 1024,
+      });
+      schedule();
+    };
+    const schedule = () => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        step();
+      }, b.stepMs);
+      this.timers.add(t);
+      d.vmemTimers.set(alias, t);
+    };
+    schedule();
+  }
+
   private define(xml: string): (w: XdrWriter) => void {
     const parsed = parseDomainXml(xml);
     const existing =
@@ -724,6 +885,7 @@ export class FakeLibvirtd {
       existing.config = {
         baseMiB: parsed.memoryMiB,
         dimms: parsed.dimms,
+        virtioMem: existing.config.virtioMem,
         metadata: existing.config.metadata,
       };
       if (!existing.running) existing.live = cloneMem(existing.config);
@@ -777,14 +939,7 @@ export class FakeLibvirtd {
   }
 
   private emitEvent(d: FakeDomain, ev: DomainEventMessage): void {
-    const eventId =
-      ev.kind === 'lifecycle'
-        ? DomainEventId.LIFECYCLE
-        : ev.kind === 'deviceRemoved'
-          ? DomainEventId.DEVICE_REMOVED
-          : ev.kind === 'deviceAdded'
-            ? DomainEventId.DEVICE_ADDED
-            : DomainEventId.DEVICE_REMOVAL_FAILED;
+    const eventId = EventIdForKind[ev.kind];
     for (const c of this.clients) {
       for (const [id, cb] of c.callbacks) {
         if (cb.eventId !== eventId || (cb.uuid !== null && cb.uuid !== d.uuid)) continue;
@@ -819,7 +974,12 @@ export class FakeLibvirtd {
 
   private domainXml(d: FakeDomain, which: 'live' | 'config'): string {
     const st = which === 'live' ? d.live : d.config;
-    const totalKiB = (st.baseMiB + st.dimms.reduce((a, x) => a + x.sizeMiB, 0)) * 1024;
+    // As libvirt counts it: a virtio-mem device adds its maximum size, not its current one.
+    const totalKiB =
+      (st.baseMiB +
+        st.dimms.reduce((a, x) => a + x.sizeMiB, 0) +
+        st.virtioMem.reduce((a, v) => a + v.sizeMiB, 0)) *
+      1024;
     const active = which === 'live' && d.running;
     const nodes = Math.max(1, ...st.dimms.map((x) => x.node + 1));
     const cellKiB = Math.floor((st.baseMiB * 1024) / nodes);
@@ -853,6 +1013,25 @@ export class FakeLibvirtd {
 `;
       })
       .join('');
+    const vmems = st.virtioMem
+      .map((v) => {
+        const current = active ? `\n        <current unit='KiB'>${v.currentMiB * 1024}</current>` : '';
+        const alias =
+          active || v.alias.startsWith('ua-') ? `\n      <alias name='${escAttr(v.alias)}'/>` : '';
+        const addr = active
+          ? `\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x${v.pciSlot.toString(16).padStart(2, '0')}' function='0x0'/>`
+          : '';
+        return `    <memory model='virtio-mem'>
+      <target>
+        <size unit='KiB'>${v.sizeMiB * 1024}</size>
+        <node>${v.node}</node>
+        <block unit='KiB'>${v.blockMiB * 1024}</block>
+        <requested unit='KiB'>${v.requestedMiB * 1024}</requested>${current}
+      </target>${alias}${addr}
+    </memory>
+`;
+      })
+      .join('');
     return `<domain type='qemu'${active ? ` id='${d.id}'` : ''}>
   <name>${escText(d.name)}</name>
   <uuid>${d.uuid}</uuid>
@@ -880,7 +1059,7 @@ ${cells.join('\n')}
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <memballoon model='none'/>
-${dimms}  </devices>
+${dimms}${vmems}  </devices>
 </domain>
 `;
   }
@@ -894,7 +1073,44 @@ function matchesListFlags(d: FakeDomain, flags: number): boolean {
 }
 
 function cloneMem(m: MemState): MemState {
-  return { baseMiB: m.baseMiB, dimms: m.dimms.map((x) => ({ ...x })), metadata: new Map(m.metadata) };
+  return {
+    baseMiB: m.baseMiB,
+    dimms: m.dimms.map((x) => ({ ...x })),
+    virtioMem: m.virtioMem.map((x) => ({ ...x })),
+    metadata: new Map(m.metadata),
+  };
+}
+
+function vmemBehaviour(b: VirtioMemBehaviour | undefined): FakeDomain['vmemBehaviour'] {
+  return {
+    mode: b?.mode ?? 'follow',
+    stepMiB: b?.stepMiB ?? 64,
+    stepMs: b?.stepMs ?? 20,
+    stallAtMiB: b?.stallAtMiB ?? 0,
+  };
+}
+
+function parseVirtioMem(xml: string): { alias: string; requestedKiB: number } {
+  let doc: XmlNode;
+  try {
+    doc = xmlParser.parse(xml, true) as XmlNode;
+  } catch (e) {
+    throw new FakeError(ERR.XML_ERROR, FROM_DOMAIN, `XML error: ${e instanceof Error ? e.message : e}`);
+  }
+  const mem = doc.memory as XmlNode | undefined;
+  if (!mem || typeof mem !== 'object' || mem['@model'] !== 'virtio-mem') {
+    throw new FakeError(
+      ERR.NO_SUPPORT,
+      FROM_QEMU,
+      'this function is not supported: the fake only updates virtio-mem devices',
+    );
+  }
+  const alias = (mem.alias as XmlNode | undefined)?.['@name'];
+  if (typeof alias !== 'string') {
+    throw new FakeError(ERR.DEVICE_MISSING, FROM_DOMAIN, 'device not found: memory device not found');
+  }
+  const req = textAndUnit(((mem.target ?? {}) as XmlNode).requested);
+  return { alias, requestedKiB: toMiB(req.value, req.unit) * 1024 };
 }
 
 function setMetadata(
@@ -1028,8 +1244,9 @@ function parseDomainXml(xml: string): {
   const mem = textAndUnit(dom.memory);
   const max = textAndUnit(dom.maxMemory);
   const devices = (dom.devices ?? {}) as XmlNode;
-  const memDevs =
-    devices.memory === undefined ? [] : Array.isArray(devices.memory) ? devices.memory : [devices.memory];
+  const memDevs = (
+    devices.memory === undefined ? [] : Array.isArray(devices.memory) ? devices.memory : [devices.memory]
+  ).filter((m: unknown) => (m as XmlNode)['@model'] === 'dimm');
   const dimms: Dimm[] = memDevs.map((m: unknown, i: number) => {
     const mm = m as XmlNode;
     const target = (mm.target ?? {}) as XmlNode;

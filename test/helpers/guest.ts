@@ -9,9 +9,9 @@ import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, TestRunner } from 'vitest';
-import { domainXml, type GuestKind } from '../host/domain-xml.js';
+import { domainXml, type GuestKind, type VirtioMemSpec } from '../host/domain-xml.js';
 
-export type { GuestKind } from '../host/domain-xml.js';
+export type { GuestKind, VirtioMemSpec } from '../host/domain-xml.js';
 
 export interface GuestOptions {
   kind: GuestKind;
@@ -23,6 +23,8 @@ export interface GuestOptions {
   persistent?: boolean;
   /** DIMMs present in the definition at boot (for "not hot-plugged" tests). */
   bootDimmsMiB?: number[];
+  /** virtio-mem devices in the definition (use a virtio-mem kind so the guest loads the driver). */
+  virtioMem?: VirtioMemSpec[];
   namePrefix?: string;
 }
 
@@ -253,6 +255,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
       maxMemoryMiB: opts.maxMemoryMiB ?? 8192,
       slots: 16,
       bootDimmsMiB: opts.bootDimmsMiB ?? [],
+      ...(opts.virtioMem ? { virtioMem: opts.virtioMem } : {}),
       kernelPath: KERNEL,
       initrdPath: INITRD,
       consolePath,

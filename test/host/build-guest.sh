@@ -4,7 +4,8 @@
 # One initramfs serves every guest kind; the kind is on the kernel command line
 # (see test/host/domain-xml.ts). Output, cached, in .cache/guest/:
 #   vmlinuz            the kernel
-#   initramfs.cpio.gz  busybox + /init
+#   modules/*.ko       the virtio modules virtio-mem needs (from the same package)
+#   initramfs.cpio.gz  busybox + /init + the modules
 #   kernel-version     the Debian package the kernel came from
 # A second run only hashes the inputs. VMHOST_GUEST_REFRESH=1 forces a rebuild
 # (and re-resolves the kernel package).
@@ -26,13 +27,20 @@ done
 file_type=$(od -An -c -N4 "$busybox" | tr -d ' ')
 [[ $file_type == 177ELF ]] || die "$busybox is not an ELF binary"
 
+# virtio-mem as modules, in load order (guest-init.sh loads them for the virtio-mem kinds).
+virtio_modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mem)
+modules_present() {
+  local m
+  for m in "${virtio_modules[@]}"; do [[ -s $out/modules/$m.ko ]] || return 1; done
+}
+
 if [[ ${VMHOST_GUEST_REFRESH:-} == 1 ]]; then
-  rm -f "$out/vmlinuz" "$out/initramfs.cpio.gz" "$out/initramfs.key" "$out/kernel-version"
+  rm -rf "$out/vmlinuz" "$out/modules" "$out/initramfs.cpio.gz" "$out/initramfs.key" "$out/kernel-version"
 fi
 
 # Kernel: linux-image-cloud-amd64 is a metapackage; download the versioned
-# package it depends on and take /boot/vmlinuz-* out of it.
-if [[ ! -s $out/vmlinuz ]]; then
+# package it depends on and take /boot/vmlinuz-* and the virtio modules out of it.
+if [[ ! -s $out/vmlinuz ]] || ! modules_present; then
   pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
     sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
   if [[ -z $pkg ]]; then
@@ -50,9 +58,15 @@ if [[ ! -s $out/vmlinuz ]]; then
   (cd "$tmp" && apt-get download -q "$pkg" 2>&1 | grep -v 'unsandboxed' || true)
   deb=$(ls "$tmp"/*.deb 2>/dev/null | head -n1 || true)
   [[ -n $deb ]] || die "apt-get download $pkg produced no .deb"
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*'
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*.ko'
   vmlinuz=$(ls "$tmp"/boot/vmlinuz-* | head -n1)
   [[ -s $vmlinuz ]] || die "no vmlinuz in $deb"
+  rm -rf "$out/modules" && mkdir -p "$out/modules"
+  for m in "${virtio_modules[@]}"; do
+    ko=$(ls "$tmp"/lib/modules/*/kernel/drivers/virtio/"$m".ko 2>/dev/null | head -n1 || true)
+    [[ -s $ko ]] || die "no $m.ko in $deb"
+    cp "$ko" "$out/modules/"
+  done
   mv "$vmlinuz" "$out/vmlinuz.new"
   mv "$out/vmlinuz.new" "$out/vmlinuz"
   echo "$pkg" >"$out/kernel-version"
@@ -71,8 +85,10 @@ if [[ -s $out/initramfs.cpio.gz && $(cat "$out/initramfs.key" 2>/dev/null) == "$
 fi
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys,run,tmp}
+mkdir -p "$root"/{bin,dev,proc,sys,run,tmp,lib/modules}
 cp "$busybox" "$root/bin/busybox"
+modules_present || die "virtio modules missing in $out/modules (VMHOST_GUEST_REFRESH=1 re-downloads them)"
+for m in "${virtio_modules[@]}"; do cp "$out/modules/$m.ko" "$root/lib/modules/"; done
 # Symlinks for every applet, made now so /init needs no --install at boot.
 for applet in $("$busybox" --list); do
   [[ $applet == busybox ]] || ln -s busybox "$root/bin/$applet"

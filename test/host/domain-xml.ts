@@ -1,7 +1,17 @@
 // Domain XML for the test guests, built from typed options. Kept apart from
 // src/: test infrastructure must not depend on the code it tests.
 
-export type GuestKind = 'cooperative' | 'rejecting' | 'silent';
+export type GuestKind = 'cooperative' | 'rejecting' | 'silent' | 'virtio-mem' | 'virtio-mem-rejecting';
+
+/** A virtio-mem device present at boot (MiB). */
+export interface VirtioMemSpec {
+  alias: string;
+  /** Maximum size. */
+  sizeMiB: number;
+  requestedMiB: number;
+  /** Default 2. */
+  blockMiB?: number;
+}
 
 export interface GuestDomainSpec {
   name: string;
@@ -13,6 +23,8 @@ export interface GuestDomainSpec {
   slots: number;
   /** DIMMs present in the definition at boot, MiB each. */
   bootDimmsMiB: number[];
+  /** virtio-mem devices in the definition (the virtio-mem kinds load the driver). */
+  virtioMem?: VirtioMemSpec[];
   kernelPath: string;
   initrdPath: string;
   consolePath: string;
@@ -45,6 +57,10 @@ const KIND_CMDLINE: Record<GuestKind, string[]> = {
   rejecting: ['memhp_default_state=online_kernel'],
   // No ACPI in the guest: it never sees hotplug requests, so it never answers.
   silent: ['acpi=off', 'memhp_default_state=online_movable'],
+  // /init loads the virtio-mem driver; the blocks it plugs go to ZONE_MOVABLE.
+  'virtio-mem': ['memhp_default_state=online_movable'],
+  // The same, but into ZONE_NORMAL with kernel objects pinned in them: a shrink stops short.
+  'virtio-mem-rejecting': ['memhp_default_state=online_kernel'],
 };
 
 export function guestCmdline(kind: GuestKind): string {
@@ -80,6 +96,26 @@ export function dimmXml(sizeMiB: number, alias?: string): string {
 `;
 }
 
+function nonNegativeInt(label: string, n: number): number {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${label} must be a non-negative integer, got ${n}`);
+  return n;
+}
+
+/** `<memory model='virtio-mem'>` for NUMA node 0 (sizes in MiB). */
+export function virtioMemXml(spec: VirtioMemSpec): string {
+  const block = positiveInt('virtio-mem block', spec.blockMiB ?? 2);
+  return `<memory model='virtio-mem'>
+  <target>
+    <size unit='MiB'>${positiveInt('virtio-mem size', spec.sizeMiB)}</size>
+    <node>0</node>
+    <block unit='MiB'>${block}</block>
+    <requested unit='MiB'>${nonNegativeInt('virtio-mem requested', spec.requestedMiB)}</requested>
+  </target>
+  <alias name='${escapeXml(spec.alias)}'/>
+</memory>
+`;
+}
+
 export function domainXml(spec: GuestDomainSpec): string {
   const base = positiveInt('memoryMiB', spec.memoryMiB);
   const dimms = spec.bootDimmsMiB.map((s) => positiveInt('boot DIMM size', s));
@@ -88,15 +124,20 @@ export function domainXml(spec: GuestDomainSpec): string {
   if (total > max) throw new Error(`memory ${total} MiB exceeds maxMemory ${max} MiB`);
   if (dimms.length > spec.slots) throw new Error(`${dimms.length} boot DIMMs exceed ${spec.slots} slots`);
   const e = escapeXml;
-  const dimmDevices = dimms.map((s) => dimmXml(s).replace(/^/gm, '    ').trimEnd()).join('\n');
+  const vmem = spec.virtioMem ?? [];
+  const vmemMax = vmem.reduce((a, v) => a + positiveInt('virtio-mem size', v.sizeMiB), 0);
+  if (total + vmemMax > max) throw new Error(`memory ${total + vmemMax} MiB exceeds maxMemory ${max} MiB`);
+  const dimmDevices = [...dimms.map((s) => dimmXml(s)), ...vmem.map((v) => virtioMemXml(v))]
+    .map((x) => x.replace(/^/gm, '    ').trimEnd())
+    .join('\n');
   // machine 'pc' (i440fx): the fewest implicit devices; no USB, graphics, video,
   // network, disk or balloon. on_* destroy: a crashed guest must not reboot.
   return `<domain type='qemu'>
   <name>${e(spec.name)}</name>
   <uuid>${e(spec.uuid)}</uuid>
   <maxMemory slots='${positiveInt('slots', spec.slots)}' unit='MiB'>${max}</maxMemory>
-  <memory unit='MiB'>${total}</memory>
-  <currentMemory unit='MiB'>${total}</currentMemory>
+  <memory unit='MiB'>${total + vmemMax}</memory>
+  <currentMemory unit='MiB'>${total + vmemMax}</currentMemory>
   <vcpu placement='static'>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>

@@ -5,7 +5,8 @@
 #   VMHOST-GUEST MEMTOTAL kib=<n>                                        (every 0.5 s)
 # The guest kind comes from the kernel command line (vmhost.kind=...). A
 # rejecting guest additionally pins kernel memory in every DIMM that appears
-# after boot and reports it (one line per DIMM):
+# after boot and reports it (one line per DIMM; for virtio-mem-rejecting, one
+# per 128 MiB memory block the virtio-mem device plugs):
 #   VMHOST-GUEST PINNED block=<memoryN> dimm=<ACPI device> tries=<n> dirs=<n> ms=<n>
 #   VMHOST-GUEST PIN-FAILED dimm=<ACPI device> blocks=<..>   (could not pin: it would release it)
 
@@ -122,7 +123,8 @@ pin_dimm() { # group-name t0 blocks...
   return 1
 }
 
-# The ACPI memory device (one per DIMM) a block belongs to; the block itself if unknown.
+# The ACPI memory device (one per DIMM) a block belongs to; the block itself if
+# unknown (virtio-mem blocks have no ACPI device).
 dimm_of() {
   DIMM=$(readlink "/sys/devices/system/memory/$1/firmware_node" 2>/dev/null)
   DIMM=${DIMM##*/}
@@ -161,13 +163,23 @@ pin_watcher() {
   done
 }
 
+# virtio-mem guests: the Debian cloud kernel has virtio and virtio-mem as
+# modules; load them in dependency order (the initramfs has no modprobe data).
+case $kind in
+virtio-mem*)
+  for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mem; do
+    insmod "/lib/modules/$m.ko" || echo "VMHOST-GUEST INSMOD-FAILED module=$m"
+  done
+  ;;
+esac
+
 memtotal
 online_blocks
 BOOT_BLOCKS=" $ONLINE "
 echo "VMHOST-GUEST READY memtotal_kib=$MEMTOTAL blocks=$BLOCKS kind=$kind"
 
 mkdir -p /pins
-[ "$kind" = rejecting ] && pin_watcher &
+case $kind in rejecting | virtio-mem-rejecting) pin_watcher & ;; esac
 
 while :; do
   memtotal

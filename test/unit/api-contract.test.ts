@@ -40,7 +40,9 @@ const stats = {
   memGuaranteedSize: 1024,
   hash: 'abc',
   balloonActive: false,
-  memoryDevices: [{ alias: 'ua-1', size: 256, node: 0, slot: 0, base: '0x100000000', state: 'plugged' }],
+  memoryDevices: [
+    { model: 'dimm', alias: 'ua-1', size: 256, node: 0, slot: 0, base: '0x100000000', state: 'plugged' },
+  ],
 };
 
 describe('API contract', () => {

@@ -101,6 +101,7 @@ function stubMethods() {
         knownVm(p.vmID);
         const m = p.params.memory;
         dimms.push({
+          model: 'dimm',
           alias: m.alias ?? `ua-${dimms.length}`,
           size: m.size,
           node: m.node,
@@ -208,7 +209,17 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
   });
 
   it('a rejected unplug exits 1 and says how to make memory movable', async () => {
-    dimms = [{ alias: 'ua-reject', size: 128, node: 0, slot: 0, base: '0x100000000', state: 'plugged' }];
+    dimms = [
+      {
+        model: 'dimm',
+        alias: 'ua-reject',
+        size: 128,
+        node: 0,
+        slot: 0,
+        base: '0x100000000',
+        state: 'plugged',
+      },
+    ];
     const r = await run('vm', 'unplug', 'demo', 'ua-reject');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/hot unplug failed: unplug of device was rejected by the guest \(guest-rejected\)/);
@@ -264,7 +275,9 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
   });
 
   it('events --count prints one line per notification and stops', async () => {
-    dimms = [{ alias: 'ua-9', size: 128, node: 0, slot: 0, base: '0x100000000', state: 'plugged' }];
+    dimms = [
+      { model: 'dimm', alias: 'ua-9', size: 128, node: 0, slot: 0, base: '0x100000000', state: 'plugged' },
+    ];
     calls = [];
     const followerListening = once(callEvents, 'Host.getVMList');
     const pending = run('events', '--count', '1');

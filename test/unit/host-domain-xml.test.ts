@@ -88,4 +88,29 @@ describe('test-guest domain XML', () => {
     expect(at(m, 'target', 'node')).toBe(0);
     expect(at(m, 'alias', '@name')).toBe("ua-x'1");
   });
+
+  it('adds virtio-mem devices for the virtio-mem kinds and counts their maximum against maxMemory', () => {
+    const xml = domainXml({
+      ...spec,
+      kind: 'virtio-mem',
+      memoryMiB: 256,
+      maxMemoryMiB: 2048,
+      virtioMem: [{ alias: 'ua-vmem0', sizeMiB: 1024, requestedMiB: 0 }],
+    });
+    const mem = at(parse(xml), 'devices', 'memory');
+    expect(at(mem, '@model')).toBe('virtio-mem');
+    expect(at(mem, 'target', 'block')).toEqual({ '#text': 2, '@unit': 'MiB' });
+    expect(at(mem, 'target', 'requested')).toEqual({ '#text': 0, '@unit': 'MiB' });
+    expect(at(mem, 'alias', '@name')).toBe('ua-vmem0');
+    expect(guestCmdline('virtio-mem')).toContain('memhp_default_state=online_movable');
+    expect(guestCmdline('virtio-mem-rejecting')).toContain('memhp_default_state=online_kernel');
+    expect(() =>
+      domainXml({
+        ...spec,
+        memoryMiB: 1024,
+        maxMemoryMiB: 2048,
+        virtioMem: [{ alias: 'ua-v', sizeMiB: 2048, requestedMiB: 0 }],
+      }),
+    ).toThrow(/exceeds maxMemory/);
+  });
 });

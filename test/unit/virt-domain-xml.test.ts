@@ -43,7 +43,7 @@ describe('parseDomainXml', () => {
     const xml = fixture('live-3dimms-metadata.xml')
       .replace(
         '<memballoon',
-        "<memory model='virtio-mem'><target><size unit='KiB'>1048576</size><node>0</node></target><alias name='virtiomem0'/></memory><memballoon",
+        "<memory model='nvdimm'><source><path>/tmp/nv</path></source><target><size unit='KiB'>1048576</size><node>0</node></target><alias name='nvdimm0'/></memory><memballoon",
       )
       .replace(
         '<vmhostd:vm xmlns:vmhostd="http://ovirt.org/vmhostd/1.0">',
@@ -51,7 +51,47 @@ describe('parseDomainXml', () => {
       );
     const d = parseDomainXml(xml);
     expect(d.dimms.map((m) => m.alias)).toEqual(['dimm0', 'ua-a1', 'ua-a2']);
+    expect(d.virtioMem).toEqual([]);
     expect(d.metadata?.guaranteedMiB).toBe(512);
+  });
+
+  it('reads a live libvirt 9.0 virtio-mem device; memory counts its current size, not its maximum', () => {
+    const d = parseDomainXml(fixture('live-virtio-mem.xml'));
+    // libvirt's <memory>: 256 MiB base + the device's 1 GiB maximum.
+    expect(d.memoryKiB).toBe(1310720);
+    expect(d.virtioMem).toEqual([
+      {
+        alias: 'ua-vmem0',
+        node: 0,
+        sizeKiB: 1048576,
+        blockKiB: 2048,
+        requestedKiB: 131072,
+        currentKiB: 131072,
+        size: 1024,
+        block: 2,
+        requested: 128,
+        current: 128,
+        address: { type: 'pci', domain: '0x0000', bus: '0x00', slot: '0x02', function: '0x0' },
+      },
+    ]);
+    expect(d.memory).toBe(256 + 128);
+    const partial = parseDomainXml(
+      fixture('live-virtio-mem.xml').replace(
+        "<current unit='KiB'>131072</current>",
+        "<current unit='KiB'>0</current>",
+      ),
+    );
+    expect(partial.memory).toBe(256);
+    expect(partial.virtioMem[0]?.current).toBe(0);
+  });
+
+  it('takes an inactive virtio-mem device (no <current>, no alias) at its requested size', () => {
+    const xml = fixture('live-virtio-mem.xml')
+      .replace(/<current unit='KiB'>\d+<\/current>/, '')
+      .replace("<alias name='ua-vmem0'/>", '');
+    const d = parseDomainXml(xml);
+    expect(d.virtioMem[0]).toMatchObject({ alias: null, currentKiB: 131072, current: 128 });
+    expect(d.memory).toBe(384);
   });
 
   it('rejects documents that are not a domain', () => {

@@ -3,6 +3,7 @@ import { devicesHash } from '../../src/virt/hash.js';
 import type { VmStatsDevice } from '../../src/virt/types.js';
 
 const dev = (alias: string, state: VmStatsDevice['state'] = 'plugged'): VmStatsDevice => ({
+  model: 'dimm',
   alias,
   size: 128,
   node: 0,
@@ -19,5 +20,25 @@ describe('devicesHash', () => {
     expect(devicesHash(1024, [dev('ua-a'), dev('ua-b')])).not.toBe(h);
     expect(devicesHash(1024, [])).not.toBe(h);
     expect(devicesHash(896, [dev('ua-a')])).not.toBe(h);
+  });
+
+  it('changes with a virtio-mem device’s requested or current size, and keeps DIMM-only hashes', () => {
+    const vmem = (requested: number, current: number): VmStatsDevice => ({
+      model: 'virtio-mem',
+      alias: 'ua-v',
+      size: 1024,
+      node: 0,
+      slot: -1,
+      base: '',
+      state: requested === current ? 'plugged' : 'resizing',
+      requested,
+      current,
+      block: 2,
+    });
+    const h = devicesHash(640, [vmem(128, 128)]);
+    expect(devicesHash(640, [vmem(256, 128)])).not.toBe(h);
+    expect(devicesHash(640, [vmem(128, 130)])).not.toBe(h);
+    // A known DIMM-only value: engines polling the hash see no change from this release.
+    expect(devicesHash(1024, [dev('ua-a')])).toBe(devicesHash(1024, [{ ...dev('ua-a') }]));
   });
 });
