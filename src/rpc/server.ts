@@ -191,6 +191,7 @@ export class RpcServer {
       maxConnections: this.limits.maxConnections,
       isClosing: () => this.closing,
       nextConnectionId: () => `c${++this.seq}`,
+      onRefused: (reason) => this.observer.refused?.(reason),
     });
     this.journal.addSink(this.stomp);
     this.journal.addSink({ listeners: () => this.conns.size, deliver: (e) => this.broadcast(e.text) });

@@ -20,6 +20,8 @@ export interface StompServerOptions {
   maxConnections: number;
   isClosing(): boolean;
   nextConnectionId(): string;
+  /** A connection refused before it became a client (for the metrics observer). */
+  onRefused?(reason: 'limits' | 'timeout'): void;
 }
 
 export class StompServer implements EventSink {
@@ -43,6 +45,7 @@ export class StompServer implements EventSink {
         { remote: socket.remoteAddress, max: this.opts.maxConnections },
         `stomp refused: ${refuse}`,
       );
+      if (refuse === 'too many connections') this.opts.onRefused?.('limits');
       socket.on('error', () => {});
       socket.end(encodeFrame('ERROR', [['message', refuse]], `${refuse}\n`));
       return;
@@ -56,6 +59,7 @@ export class StompServer implements EventSink {
         log: this.opts.log,
         serverName: this.opts.serverName,
         replayFor: (r) => this.opts.journal.replayFor(r),
+        onConnectTimeout: () => this.opts.onRefused?.('timeout'),
         onClose: (s) => {
           this.sessions.delete(s);
           if (this.sessions.size === 0) for (const w of this.noSessionWaiters.splice(0)) w();

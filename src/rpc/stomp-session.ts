@@ -38,6 +38,8 @@ export interface SessionHost {
   /** Kept events to send a new events subscriber first (resume point or unheard outcomes). */
   replayFor(resume: ResumePoint | undefined): JournalEntry[];
   onClose(session: StompSession): void;
+  /** CONNECT did not come in time. */
+  onConnectTimeout?(): void;
 }
 
 interface Subscription {
@@ -105,6 +107,7 @@ export class StompSession {
     s.setNoDelay(true);
     this.connectTimer = setTimeout(() => {
       this.log.info({ timeoutMs: this.limits.connectTimeoutMs }, 'stomp: no CONNECT in time; closing');
+      this.host.onConnectTimeout?.();
       this.fail('CONNECT not received in time');
     }, this.limits.connectTimeoutMs);
     this.connectTimer.unref();

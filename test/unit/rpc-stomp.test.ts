@@ -242,11 +242,17 @@ describe('STOMP on the rpc listener', () => {
   });
 
   it('counts STOMP clients against the connection cap shared with the WebSocket', async () => {
-    const s = await startServer({ logger: logs.logger, limits: { maxConnections: 1 } });
+    const refused: string[] = [];
+    const s = await startServer({
+      logger: logs.logger,
+      limits: { maxConnections: 1 },
+      observer: { refused: (r) => refused.push(r) },
+    });
     const first = await EngineStompClient.connect(s.address().port);
     const raw = await RawStomp.connect(s.address().port);
     raw.send(CONNECT());
     await raw.waitFor(/ERROR\n[^\0]*message:too many connections/);
+    expect(refused).toEqual(['limits']);
     await expect(TestClient.connect(s.url())).rejects.toThrow(/503/);
     await first.close();
     await s.close({ drainMs: 100 });
