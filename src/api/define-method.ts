@@ -11,6 +11,8 @@ export interface TypedMethod<P extends TSchema, R extends TSchema> {
   result: R;
   errors?: { code: number; message: string }[];
   logLevel?: 'debug' | 'info';
+  /** Changes nothing: may be called as a notification (see MethodSpec.readOnly). */
+  readOnly?: boolean;
   handler(params: Static<P>, ctx: MethodContext): Promise<Static<R>>;
 }
 

@@ -19,6 +19,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
     defineMethod({
       name: 'Host.ping',
       logLevel: 'debug',
+      readOnly: true,
       summary: 'Liveness check; answers true without touching libvirt.',
       params: NoParams,
       result: PingResult,
@@ -27,6 +28,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
     defineMethod({
       name: 'Host.getCapabilities',
       logLevel: 'debug',
+      readOnly: true,
       summary: 'Daemon, API, libvirt and hypervisor versions.',
       params: NoParams,
       result: Capabilities,
@@ -42,6 +44,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
     defineMethod({
       name: 'Host.getVMList',
       logLevel: 'debug',
+      readOnly: true,
       summary: 'Every VM libvirt knows on this host, with its status.',
       params: NoParams,
       result: VmList,
@@ -50,6 +53,7 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
     defineMethod({
       name: 'Host.getAllVmStats',
       logLevel: 'debug',
+      readOnly: true,
       summary: 'VmStats of every VM.',
       params: NoParams,
       result: AllVmStats,

@@ -43,6 +43,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
     defineMethod({
       name: 'VM.getStats',
       logLevel: 'debug',
+      readOnly: true,
       summary: "A VM's memory and memory devices.",
       params: VmIdParams,
       result: VmStats,

@@ -110,6 +110,9 @@ function num(v: unknown): number {
 function bool(v: unknown): boolean {
   return v === true;
 }
+function list(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(String) : [];
+}
 
 /** Cross-key checks and the final shape. */
 function resolve(s: Settings, root: string): DaemonConfig {
@@ -144,6 +147,14 @@ function resolve(s: Settings, root: string): DaemonConfig {
     );
   }
 
+  const maxBatchEntries = num(s['limits.max_batch_entries']);
+  if (maxBatchEntries > num(s['limits.max_in_flight_per_connection'])) {
+    throw new ConfigError(
+      'limits.max_batch_entries',
+      `must not exceed limits.max_in_flight_per_connection (${num(s['limits.max_in_flight_per_connection'])}): a batch that fits is answered whole`,
+    );
+  }
+
   const consoleEnabled = bool(s['console.enabled']);
   let consoleDir = str(s['console.dir']);
   if (consoleEnabled && consoleDir !== '') {
@@ -159,7 +170,12 @@ function resolve(s: Settings, root: string): DaemonConfig {
   const metricsListen = resolveMetricsListen(str(s['metrics.listen']));
 
   return {
-    listen: { host, port: num(s['listen.port']) },
+    listen: {
+      host,
+      port: num(s['listen.port']),
+      allowedOrigins: list(s['listen.allowed_origins']),
+      allowedHosts: list(s['listen.allowed_hosts']),
+    },
     tls,
     allowInsecure,
     libvirt: {
@@ -178,6 +194,10 @@ function resolve(s: Settings, root: string): DaemonConfig {
       maxConnections: num(s['limits.max_connections']),
       maxInFlightPerConnection: num(s['limits.max_in_flight_per_connection']),
       handshakeTimeoutS: num(s['limits.handshake_timeout']),
+      firstByteTimeoutS: num(s['limits.first_byte_timeout']),
+      maxPendingConnections: num(s['limits.max_pending_connections']),
+      maxPendingPerAddress: num(s['limits.max_pending_per_address']),
+      maxBatchEntries,
     },
     console: { enabled: consoleEnabled, dir: consoleDir },
     metrics: { listen: metricsListen, perVm: bool(s['metrics.per_vm']) },

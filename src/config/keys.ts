@@ -9,9 +9,11 @@ export type KeyKind =
   | { t: 'bool' }
   | { t: 'int'; min: number; max: number; alsoZero?: boolean }
   | { t: 'number'; min: number; max: number }
-  | { t: 'enum'; values: readonly string[] };
+  | { t: 'enum'; values: readonly string[] }
+  /** A TOML array of non-empty strings; a flag gives it comma-separated. */
+  | { t: 'list'; check?: (item: string) => string | null };
 
-export type Value = string | number | boolean;
+export type Value = string | number | boolean | readonly string[];
 
 export interface KeySpec {
   kind: KeyKind;
@@ -23,6 +25,8 @@ export const KEYS = {
   // 0 (any free port, logged in the ready line) is for tests; not advertised in the range.
   'listen.port': { kind: { t: 'int', min: 1, max: 65535, alsoZero: true }, def: 54321 },
   'listen.allow_insecure': { kind: { t: 'bool' }, def: false },
+  'listen.allowed_origins': { kind: { t: 'list', check: originProblem }, def: [] as readonly string[] },
+  'listen.allowed_hosts': { kind: { t: 'list', check: hostNameProblem }, def: [] as readonly string[] },
   'tls.cert': { kind: { t: 'string' }, def: '' },
   'tls.key': { kind: { t: 'string' }, def: '' },
   'tls.ca': { kind: { t: 'string' }, def: '' },
@@ -40,13 +44,40 @@ export const KEYS = {
   'limits.max_payload_bytes': { kind: { t: 'int', min: 1024, max: 268435456 }, def: 1048576 },
   'limits.max_connections': { kind: { t: 'int', min: 1, max: 100000 }, def: 1024 },
   'limits.max_in_flight_per_connection': { kind: { t: 'int', min: 1, max: 100000 }, def: 64 },
-  'limits.handshake_timeout': { kind: { t: 'number', min: 0.1, max: 600 }, def: 10 },
+  'limits.handshake_timeout': { kind: { t: 'number', min: 0.1, max: 600 }, def: 5 },
+  'limits.first_byte_timeout': { kind: { t: 'number', min: 0.1, max: 600 }, def: 2 },
+  'limits.max_pending_connections': { kind: { t: 'int', min: 1, max: 100000 }, def: 256 },
+  'limits.max_pending_per_address': { kind: { t: 'int', min: 1, max: 100000 }, def: 16 },
+  'limits.max_batch_entries': { kind: { t: 'int', min: 1, max: 100000 }, def: 64 },
   'console.enabled': { kind: { t: 'bool' }, def: true },
   'console.dir': { kind: { t: 'string' }, def: '' },
   // "" = off; else HOST:PORT on loopback (checked in config.ts).
   'metrics.listen': { kind: { t: 'string' }, def: '' },
   'metrics.per_vm': { kind: { t: 'bool' }, def: false },
 } as const satisfies Record<string, KeySpec>;
+
+/** An origin is scheme://host[:port], nothing else (what browsers send in Origin). */
+export function originProblem(item: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(item);
+  } catch {
+    return 'must be an origin like https://engine.example:8443';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'must be an http:// or https:// origin';
+  if (u.origin !== item)
+    return 'must be an origin as browsers send it: scheme://host[:port], lower case, no default port, no path';
+  return null;
+}
+
+/** A host name or IP address as it appears in a Host header, without port. */
+export function hostNameProblem(item: string): string | null {
+  if (
+    !/^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:]*:[0-9a-fA-F:.]*|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$/.test(item)
+  )
+    return 'must be a host name or IP address, without port';
+  return null;
+}
 
 export type KeyName = keyof typeof KEYS;
 export type Settings = { [K in KeyName]: Value };
@@ -104,6 +135,20 @@ export function checkValue(key: KeyName, label: string, v: unknown, fromText: bo
         throw new ConfigError(label, `must be ${what} ${rangeText(kind)} (got ${describeGot(v)})`);
       }
       return n;
+    }
+    case 'list': {
+      let items: unknown = v;
+      if (fromText && typeof v === 'string') items = v === '' ? [] : v.split(',').map((x) => x.trim());
+      if (!Array.isArray(items) || !items.every((x) => typeof x === 'string')) {
+        throw new ConfigError(label, `must be an array of strings (got ${describeGot(v)})`);
+      }
+      const list = items as string[];
+      for (const item of list) {
+        if (item === '') throw new ConfigError(label, 'must not contain an empty string');
+        const problem = kind.check?.(item) ?? null;
+        if (problem !== null) throw new ConfigError(label, `${problem} (got ${describeGot(item)})`);
+      }
+      return list;
     }
     case 'enum': {
       if (typeof v !== 'string' || !kind.values.includes(v)) {

@@ -13,7 +13,14 @@ export interface TlsConfig {
 }
 
 export interface DaemonConfig {
-  listen: { host: string; port: number };
+  listen: {
+    host: string;
+    port: number;
+    /** Browser origins (besides the console's own) allowed to call the API. */
+    allowedOrigins: string[];
+    /** Extra names a Host header may carry (besides the listen address, loopback and this machine's names). */
+    allowedHosts: string[];
+  };
   /** null = plain ws (only allowed on loopback unless allowInsecure). */
   tls: TlsConfig | null;
   allowInsecure: boolean;
@@ -35,6 +42,10 @@ export interface DaemonConfig {
     maxConnections: number;
     maxInFlightPerConnection: number;
     handshakeTimeoutS: number;
+    firstByteTimeoutS: number;
+    maxPendingConnections: number;
+    maxPendingPerAddress: number;
+    maxBatchEntries: number;
   };
   console: { enabled: boolean; dir: string };
   /** listen: the extra plain-HTTP loopback /metrics listener, or null for none. */

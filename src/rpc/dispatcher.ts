@@ -29,6 +29,60 @@ export interface Caller {
   maxInFlight: number;
   /** True once the peer is gone; requests still complete and are logged. */
   gone: boolean;
+  /** Rate limit of protocol-error log lines; created on first use. */
+  logBudget?: { tokens: number; at: number; suppressed: number };
+}
+
+/** Per-outcome counts of batch entries refused before reaching a method. */
+type Tally = Record<string, number>;
+
+/** Protocol-error log lines per caller: a burst, then this many per second. */
+const LOG_BURST = 50;
+const LOG_PER_SECOND = 10;
+
+export const DEFAULT_MAX_BATCH_ENTRIES = 64;
+
+export interface DispatcherOptions {
+  /** Largest batch; a bigger one is refused whole with one -32600. */
+  maxBatchEntries?: number;
+}
+
+function firstNonSpace(text: string): number {
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * True if the JSON array starting at text[start] has more than `limit`
+ * top-level entries. Counts top-level commas without building anything and
+ * stops at the first one over the limit, so it is cheap even for 1 MiB.
+ */
+export function batchExceeds(text: string, start: number, limit: number): boolean {
+  let depth = 0;
+  let commas = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip a string, with its escapes.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      depth++;
+    } else if (c === 0x5d || c === 0x7d) {
+      if (--depth === 0) return false;
+    } else if (c === 0x2c && depth === 1 && ++commas >= limit) {
+      return true;
+    }
+  }
+  return false;
 }
 
 export type Outcome = { ok: true; result: unknown } | { ok: false; error: JSONRPCError };
@@ -73,9 +127,17 @@ export class Dispatcher {
   private closing = false;
   private readonly observe: (method: string | null, code: number) => void;
 
-  constructor(specs: readonly MethodSpec[], logger: Logger, observer: RpcObserver = {}) {
+  private readonly maxBatchEntries: number;
+
+  constructor(
+    specs: readonly MethodSpec[],
+    logger: Logger,
+    observer: RpcObserver = {},
+    opts: DispatcherOptions = {},
+  ) {
     this.log = logger;
     this.observe = observer.request ? observer.request.bind(observer) : () => {};
+    this.maxBatchEntries = opts.maxBatchEntries ?? DEFAULT_MAX_BATCH_ENTRIES;
     const ajv = createAjv();
     this.server = new JSONRPCServer<Caller>({
       errorListener: (message, data) => this.log.error({ err: data }, message),
@@ -127,12 +189,19 @@ export class Dispatcher {
   handleText(
     text: string,
     caller: Caller,
-  ): PromiseLike<JSONRPCResponse | JSONRPCResponse[] | null> | JSONRPCResponse {
+  ): PromiseLike<JSONRPCResponse | JSONRPCResponse[] | null> | JSONRPCResponse | null {
+    // An oversized batch is refused before JSON.parse builds it: a 1 MiB
+    // message of tiny entries would otherwise cost a parse, one reply and one
+    // log line per entry (issue 16: 56 MB of replies, seconds of blocked loop).
+    const first = firstNonSpace(text);
+    if (text.charCodeAt(first) === 0x5b && batchExceeds(text, first, this.maxBatchEntries)) {
+      return this.batchTooLarge(caller, text.length);
+    }
     let msg: unknown;
     try {
       msg = JSON.parse(text);
     } catch (err) {
-      caller.log.info({ outcome: 'parse-error', bytes: text.length }, 'rpc parse error');
+      this.protocolLog(caller, 'info', { outcome: 'parse-error', bytes: text.length }, 'rpc parse error');
       this.observe(null, RpcErrorCode.PARSE);
       return errorResponse(null, {
         code: RpcErrorCode.PARSE,
@@ -143,26 +212,72 @@ export class Dispatcher {
     if (!Array.isArray(msg)) return this.handleOne(msg, caller);
     if (msg.length === 0) {
       this.observe(null, RpcErrorCode.INVALID_REQUEST);
+      this.protocolLog(
+        caller,
+        'info',
+        { outcome: 'invalid-request', problem: 'empty batch' },
+        'rpc invalid request',
+      );
       return errorResponse(null, {
         code: RpcErrorCode.INVALID_REQUEST,
         message: 'invalid request: empty batch',
       });
     }
+    if (msg.length > this.maxBatchEntries) return this.batchTooLarge(caller, text.length);
     return this.handleBatch(msg, caller);
   }
 
+  private batchTooLarge(caller: Caller, bytes: number): JSONRPCResponse {
+    const limit = this.maxBatchEntries;
+    this.observe(null, RpcErrorCode.INVALID_REQUEST);
+    this.protocolLog(
+      caller,
+      'warn',
+      { outcome: 'invalid-request', problem: 'batch too large', limit, bytes },
+      'rpc batch refused: too many entries',
+    );
+    return errorResponse(null, {
+      code: RpcErrorCode.INVALID_REQUEST,
+      message: `invalid request: a batch may hold at most ${limit} entries`,
+      data: { rule: 'maxBatchEntries', limit },
+    });
+  }
+
   private async handleBatch(msgs: unknown[], caller: Caller): Promise<JSONRPCResponse[] | null> {
-    const replies = await Promise.all(msgs.map((m) => this.handleOne(m, caller)));
+    // Entries that fail before reaching a method are counted, not logged one
+    // by one: the batch gets one summary line.
+    const tally: Tally = {};
+    const replies = await Promise.all(msgs.map((m) => this.handleOne(m, caller, tally)));
     const out: JSONRPCResponse[] = [];
     for (const r of replies) if (r !== null) out.push(r);
+    const refused = Object.values(tally).reduce((a, b) => a + b, 0);
+    if (refused > 0) {
+      const level = tally['notification-refused'] || tally.busy ? 'warn' : 'info';
+      this.protocolLog(caller, level, { entries: msgs.length, refused: tally }, 'rpc batch: entries refused');
+    } else if (caller.log.isLevelEnabled('debug')) {
+      caller.log.debug({ entries: msgs.length, replies: out.length }, 'rpc batch');
+    }
     return out.length > 0 ? out : null;
   }
 
-  handleOne(msg: unknown, caller: Caller): PromiseLike<JSONRPCResponse | null> | JSONRPCResponse {
+  handleOne(
+    msg: unknown,
+    caller: Caller,
+    tally?: Tally,
+  ): PromiseLike<JSONRPCResponse | null> | JSONRPCResponse | null {
+    const refuse = (
+      outcome: string,
+      level: 'info' | 'warn',
+      fields: Record<string, unknown>,
+      text: string,
+    ): void => {
+      if (tally) tally[outcome] = (tally[outcome] ?? 0) + 1;
+      else this.protocolLog(caller, level, { ...fields, outcome }, text);
+    };
     const problem = envelopeProblem(msg);
     if (problem !== null) {
       const id = isRecord(msg) && isId(msg.id) ? msg.id : null;
-      caller.log.info({ id, outcome: 'invalid-request', problem }, 'rpc invalid request');
+      refuse('invalid-request', 'info', { id, problem }, 'rpc invalid request');
       this.observe(null, RpcErrorCode.INVALID_REQUEST);
       return errorResponse(id, {
         code: RpcErrorCode.INVALID_REQUEST,
@@ -170,18 +285,44 @@ export class Dispatcher {
       });
     }
     const req = msg as unknown as JSONRPCRequest;
+    const method = truncate(req.method);
+    const entry = this.entries.get(req.method);
+    if (entry === undefined) {
+      refuse('method-not-found', 'info', { method, id: req.id }, 'rpc call');
+      this.observe(null, RpcErrorCode.METHOD_NOT_FOUND);
+      if (req.id === undefined) return null;
+      return errorResponse(req.id, {
+        code: RpcErrorCode.METHOD_NOT_FOUND,
+        message: `method not found: ${method}`,
+        data: { method },
+      });
+    }
+    if (req.id === undefined && entry.spec.readOnly !== true) {
+      // A change nobody is told about (nor about its failure) is refused:
+      // JSON-RPC forbids answering a notification, so the refusal goes out
+      // as an invalid-request error with id null, like any unanswerable request.
+      refuse('notification-refused', 'warn', { method }, 'rpc notification refused: method changes state');
+      this.observe(req.method, RpcErrorCode.INVALID_REQUEST);
+      return errorResponse(null, {
+        code: RpcErrorCode.INVALID_REQUEST,
+        message: `invalid request: ${method} changes state, so it must be sent with an id, not as a notification`,
+        data: { method, rule: 'notification' },
+      });
+    }
     const busy = this.closing
       ? 'server is shutting down'
       : caller.inFlight >= caller.maxInFlight
         ? 'too many requests in flight'
         : null;
     if (busy !== null) {
-      caller.log.warn(
-        { method: truncate(req.method), id: req.id, outcome: 'busy', inFlight: caller.inFlight },
+      refuse(
+        'busy',
+        'warn',
+        { method, id: req.id, inFlight: caller.inFlight },
         `rpc request refused: ${busy}`,
       );
-      this.observe(this.entries.has(req.method) ? req.method : null, RpcErrorCode.SERVER_BUSY);
-      if (req.id === undefined) return Promise.resolve(null);
+      this.observe(req.method, RpcErrorCode.SERVER_BUSY);
+      if (req.id === undefined) return null;
       return errorResponse(req.id, { code: RpcErrorCode.SERVER_BUSY, message: busy });
     }
     caller.inFlight++;
@@ -198,6 +339,32 @@ export class Dispatcher {
           : errorResponse(req.id, this.unexpected(err, req.method, req.id, caller.log));
       },
     );
+  }
+
+  /**
+   * Lines about requests that never reach a method: rate-limited per caller,
+   * so a client cannot turn bad messages into a flood of log lines. The next
+   * line that passes says how many were suppressed.
+   */
+  private protocolLog(
+    caller: Caller,
+    level: 'info' | 'warn',
+    fields: Record<string, unknown>,
+    text: string,
+  ): void {
+    caller.logBudget ??= { tokens: LOG_BURST, at: performance.now(), suppressed: 0 };
+    const b = caller.logBudget;
+    const now = performance.now();
+    b.tokens = Math.min(LOG_BURST, b.tokens + ((now - b.at) / 1000) * LOG_PER_SECOND);
+    b.at = now;
+    if (b.tokens < 1) {
+      b.suppressed++;
+      return;
+    }
+    b.tokens--;
+    const suppressed = b.suppressed;
+    b.suppressed = 0;
+    caller.log[level](suppressed > 0 ? { ...fields, suppressedLines: suppressed } : fields, text);
   }
 
   private release(caller: Caller): void {

@@ -30,5 +30,10 @@ export interface MethodSpec<P = unknown, R = unknown> {
    * always logged at info or above.
    */
   logLevel?: 'debug' | 'info';
+  /**
+   * True when the method changes nothing. Only such methods may be called as
+   * a JSON-RPC notification (no id): a change nobody hears about is refused.
+   */
+  readOnly?: boolean;
   handler(params: P, ctx: MethodContext): Promise<R>;
 }

@@ -2,7 +2,8 @@
 // (/jsonrpc), the HTTP routes the API registers (e.g. REST at /api/...) and
 // the web console (/). Enforces
 // the transport limits (message size, connections, in-flight requests,
-// handshake timeout, keepalive, slow readers) and broadcasts notifications.
+// pre-handshake sockets, keepalive, slow readers), the Origin/Host policy,
+// and broadcasts notifications.
 // Knows nothing of libvirt: methods come in as MethodSpecs.
 import {
   createServer as createHttpServer,
@@ -16,7 +17,7 @@ import type { TLSSocket } from 'node:tls';
 import type { JSONRPCResponse } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
-import { type Caller, Dispatcher } from './dispatcher.js';
+import { type Caller, DEFAULT_MAX_BATCH_ENTRIES, Dispatcher } from './dispatcher.js';
 import { RpcErrorCode } from './errors.js';
 import { EventJournal, type PublishOptions, parseResumePoint } from './event-journal.js';
 import { DEFAULT_MAX_BODY_BYTES, type HttpRoute, type HttpRouteContext, routeMatches } from './http-route.js';
@@ -24,7 +25,9 @@ import { checkPlainListen, type LoadedTls, loadTls, type TlsOptions } from './li
 import type { MethodSpec } from './method.js';
 import type { RpcObserver } from './observer.js';
 import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
+import { OriginPolicy } from './origin-policy.js';
 import { sniffProtocols } from './protocol-sniffer.js';
+import { SocketGuard, TARPIT_FACTOR } from './socket-guard.js';
 import { StaticFiles } from './static-files.js';
 import { StompServer } from './stomp-server.js';
 
@@ -37,8 +40,16 @@ export interface RpcLimits {
   maxConnections?: number;
   /** Requests running per connection; more get error -32000. Default 64. */
   maxInFlightPerConnection?: number;
-  /** Time to complete the TLS handshake and send the HTTP request head. Default 10 s. */
+  /** Time to complete the TLS handshake and send the HTTP request head. Default 5 s. */
   handshakeTimeoutMs?: number;
+  /** A socket that sends no byte within this is closed. Default 2 s. */
+  firstByteTimeoutMs?: number;
+  /** Sockets held before they are WebSocket clients; a newcomer evicts the oldest idle one. Default 256. */
+  maxPendingConnections?: number;
+  /** Of those, from one source address (an IPv6 /64). Default 16. */
+  maxPendingPerAddress?: number;
+  /** Entries per JSON-RPC batch; a bigger batch is refused whole. Default 64. */
+  maxBatchEntries?: number;
   /** Keepalive ping period; a client that missed the previous pong is dropped. Default 30 s. */
   pingIntervalMs?: number;
   /** HTTP route request body cap. Default 64 KiB. */
@@ -63,6 +74,10 @@ export interface RpcServerOptions {
   /** Without TLS, a non-loopback host is refused unless this is true (then a warning is logged). */
   allowInsecure?: boolean;
   limits?: RpcLimits;
+  /** Browser origins, besides the console's own, allowed to call (scheme://host[:port]). */
+  allowedOrigins?: readonly string[];
+  /** Names a Host header may carry besides the listen address, loopback and this machine's names. */
+  allowedHosts?: readonly string[];
   /** Web console directory: GET / serves its index.html, /static/* and /* its files. */
   staticDir?: string;
   apiVersion: string;
@@ -79,7 +94,11 @@ const DEFAULT_LIMITS: Required<RpcLimits> = {
   maxPayloadBytes: 1024 * 1024,
   maxConnections: 256,
   maxInFlightPerConnection: 64,
-  handshakeTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
+  firstByteTimeoutMs: 2_000,
+  maxPendingConnections: 256,
+  maxPendingPerAddress: 16,
+  maxBatchEntries: DEFAULT_MAX_BATCH_ENTRIES,
   pingIntervalMs: 30_000,
   maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
   maxBufferedBytes: 8 * 1024 * 1024,
@@ -87,7 +106,7 @@ const DEFAULT_LIMITS: Required<RpcLimits> = {
   maxStompSubscriptions: 32,
 };
 
-/** Sockets beyond the WebSocket cap still get a 503 answer, up to this many extra. */
+/** Node's own hard socket cap sits this far above ours, which act first. */
 const EXTRA_SOCKETS = 64;
 
 interface Connection extends Caller {
@@ -130,6 +149,8 @@ export class RpcServer {
   private readonly routeCtx: HttpRouteContext;
   private readonly statics: StaticFiles | undefined;
   private readonly limits: Required<RpcLimits>;
+  private readonly guard: SocketGuard;
+  private readonly origins: OriginPolicy;
   private readonly log: Logger;
   private pingTimer: NodeJS.Timeout | undefined;
   private seq = 0;
@@ -155,10 +176,28 @@ export class RpcServer {
       params: { type: 'object', properties: {}, additionalProperties: false },
       result: { type: 'object', description: 'OpenRPC 1.2 document' },
       logLevel: 'debug',
+      readOnly: true,
       handler: async () => this.discoverDocument(),
     };
     this.observer = opts.observer ?? {};
-    this.dispatcher = new Dispatcher([...opts.methods, discover], this.log, this.observer);
+    // A batch that passes the cap must fit the in-flight budget of an idle connection.
+    this.dispatcher = new Dispatcher([...opts.methods, discover], this.log, this.observer, {
+      maxBatchEntries: Math.min(this.limits.maxBatchEntries, this.limits.maxInFlightPerConnection),
+    });
+    this.guard = new SocketGuard(
+      {
+        firstByteMs: this.limits.firstByteTimeoutMs,
+        maxPending: this.limits.maxPendingConnections,
+        perAddress: this.limits.maxPendingPerAddress,
+      },
+      this.log,
+    );
+    this.origins = new OriginPolicy({
+      listenHost: opts.host,
+      tls: tls !== undefined,
+      allowedOrigins: opts.allowedOrigins ?? [],
+      allowedHosts: opts.allowedHosts ?? [],
+    });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.limits.maxPayloadBytes,
@@ -199,7 +238,12 @@ export class RpcServer {
     sniffProtocols(http, {
       event: tls ? 'secureConnection' : 'connection',
       timeoutMs: this.limits.handshakeTimeoutMs,
-      onStomp: (socket, head) => this.stomp.accept(socket, head),
+      onStomp: (socket, head) => {
+        if (this.guard.requestStarted(socket)) {
+          this.guard.upgraded(socket);
+          this.stomp.accept(socket, head);
+        }
+      },
       log: this.log,
     });
   }
@@ -229,7 +273,8 @@ export class RpcServer {
           handshakeTimeout: limits.handshakeTimeoutMs,
         })
       : createHttpServer(httpOpts);
-    http.maxConnections = limits.maxConnections + EXTRA_SOCKETS;
+    http.maxConnections =
+      limits.maxConnections + limits.maxPendingConnections * (1 + TARPIT_FACTOR) + EXTRA_SOCKETS;
     http.keepAliveTimeout = 5_000;
 
     const server = new RpcServer(opts, http, tls);
@@ -304,11 +349,21 @@ export class RpcServer {
     if (this.log.isLevelEnabled('debug')) this.log.debug({ clients: sent }, 'notification sent');
   }
 
-  /** Stop accepting, let in-flight requests finish (at most drainMs), then close every socket. */
+  /**
+   * Stop accepting, let in-flight requests finish (at most drainMs), then
+   * close every socket. Afterwards, drainedInTime says whether every request finished.
+   */
   close(opts: { drainMs?: number } = {}): Promise<void> {
     this.closed ??= this.doClose(opts.drainMs ?? 10_000);
     return this.closed;
   }
+
+  /** False once close() cut requests at the drain deadline. */
+  get drainedInTime(): boolean {
+    return this.drained;
+  }
+
+  private drained = true;
 
   private async doClose(drainMs: number): Promise<void> {
     this.closing = true;
@@ -325,8 +380,10 @@ export class RpcServer {
       });
       const timedOut = await Promise.race([this.dispatcher.whenIdle().then(() => false), expired]);
       clearTimeout(timer);
-      if (timedOut)
+      if (timedOut) {
+        this.drained = false;
         this.log.warn({ inFlight: this.dispatcher.inFlight }, 'drain deadline passed; closing anyway');
+      }
     }
     for (const c of this.conns) c.ws.close(1001, 'server shutting down');
     const stompClosed = this.stomp.close();
@@ -344,6 +401,7 @@ export class RpcServer {
     }
     await stompClosed;
     this.wss.close();
+    this.guard.close();
     this.http.closeAllConnections();
     for (const socket of this.sockets) socket.destroy();
     await httpClosed;
@@ -370,8 +428,14 @@ export class RpcServer {
     this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.onUpgrade(req, socket, head),
     );
-    this.http.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    this.http.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.guard.requestStarted(req.socket)) return;
+      res.once('close', () => this.guard.requestEnded(req.socket));
+      this.onRequest(req, res);
+    });
     this.http.on('connection', (socket: Socket) => {
+      socket.on('error', () => {});
+      this.guard.admit(socket);
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });
@@ -384,15 +448,22 @@ export class RpcServer {
       }
       const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       if (timeout) this.observer.refused?.('timeout');
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
       this.log.info(
         { code: err.code, remote: socket.remoteAddress },
-        timeout ? 'handshake timeout: request head not received in time' : 'bad HTTP request',
+        timeout
+          ? 'handshake timeout: request head not received in time'
+          : tooLarge
+            ? 'request head too large'
+            : 'bad HTTP request',
       );
       if (socket.writable && !socket.writableEnded) {
         socket.end(
           timeout
             ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n'
-            : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+            : tooLarge
+              ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n'
+              : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
         );
       } else {
         socket.destroy();
@@ -409,11 +480,37 @@ export class RpcServer {
     }
   }
 
+  /** The Origin/Host policy for any request; logs and returns the reason when refused. */
+  private refusedByOrigin(req: IncomingMessage, socket: Socket, path: string | null): string | null {
+    const origin = req.headers.origin;
+    const reason = this.origins.refusal({ origin, host: req.headers.host });
+    if (reason !== null) {
+      this.log.warn(
+        {
+          remote: socket.remoteAddress,
+          path: (path ?? '').slice(0, 200),
+          origin: origin?.slice(0, 200),
+          host: req.headers.host?.slice(0, 200),
+          reason,
+        },
+        'request refused: origin or host not allowed',
+      );
+    }
+    return reason;
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     res.on('error', () => {});
     const path = pathOf(req.url);
     if (path === null) {
       res.writeHead(400, { 'Content-Type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
+    const refused = this.refusedByOrigin(req, req.socket, path);
+    if (refused !== null) {
+      res
+        .writeHead(403, { 'Content-Type': 'text/plain', Connection: 'close' })
+        .end(`forbidden: ${refused}\n`);
       return;
     }
     const route = this.opts.routes?.find((r) => routeMatches(r, path));
@@ -439,6 +536,7 @@ export class RpcServer {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    if (!this.guard.requestStarted(socket)) return;
     const path = pathOf(req.url);
     if (this.closing) {
       rejectUpgrade(socket, 503, 'Service Unavailable');
@@ -452,6 +550,10 @@ export class RpcServer {
       rejectUpgrade(socket, 404, 'Not Found');
       return;
     }
+    if (this.refusedByOrigin(req, socket, path) !== null) {
+      rejectUpgrade(socket, 403, 'Forbidden');
+      return;
+    }
     if (this.connectionCount() >= this.limits.maxConnections) {
       this.log.warn(
         { remote: socket.remoteAddress, max: this.limits.maxConnections },
@@ -461,7 +563,10 @@ export class RpcServer {
       rejectUpgrade(socket, 503, 'Service Unavailable');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.guard.upgraded(socket);
+      this.onConnection(ws, req);
+    });
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
@@ -506,7 +611,15 @@ export class RpcServer {
         log.error({ err }, 'connect listener failed');
       }
     }
-    ws.on('message', (data: RawData) => this.onMessage(conn, data));
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (isBinary) {
+        // JSON-RPC travels in text frames; binary is refused, not guessed at.
+        log.warn({ bytes: rawLength(data) }, 'binary message refused: closing with 1003');
+        ws.close(1003, 'JSON-RPC needs text frames');
+        return;
+      }
+      this.onMessage(conn, data);
+    });
     ws.on('pong', () => {
       conn.alive = true;
     });
@@ -539,6 +652,7 @@ export class RpcServer {
         ? Buffer.concat(data).toString('utf8')
         : Buffer.from(data).toString('utf8');
     const r = this.dispatcher.handleText(text, conn);
+    if (r === null) return;
     if (isThenable(r)) {
       r.then(
         (res) => {
@@ -565,14 +679,32 @@ export class RpcServer {
     } catch (err) {
       text = JSON.stringify(unserialisable(res, err, conn.log));
     }
+    // Lengths in UTF-16 units: JSON-RPC replies are nearly all ASCII.
+    if (text.length > this.limits.maxBufferedBytes) {
+      // One reply bigger than a client may ever have queued: answer that instead.
+      const correlationId = crypto.randomUUID();
+      conn.log.error(
+        { bytes: text.length, max: this.limits.maxBufferedBytes, correlationId },
+        'reply too large',
+      );
+      const one = (r: JSONRPCResponse): JSONRPCResponse => ({
+        jsonrpc: '2.0',
+        id: r.id,
+        error: { code: RpcErrorCode.UNEXPECTED, message: 'reply too large', data: { correlationId } },
+      });
+      text = JSON.stringify(Array.isArray(res) ? res.map(one) : one(res));
+    }
     this.send(conn, text);
   }
 
   /** false if the client is too slow to keep up and was dropped. */
   private send(conn: Connection, text: string | Buffer): boolean {
-    if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) {
+    // Checked with this message counted, before it is queued: a client that
+    // does not read never holds more than the cap.
+    const buffered = conn.ws.bufferedAmount;
+    if (buffered > 0 && buffered + text.length > this.limits.maxBufferedBytes) {
       conn.log.warn(
-        { bufferedBytes: conn.ws.bufferedAmount, max: this.limits.maxBufferedBytes },
+        { bufferedBytes: buffered, messageBytes: text.length, max: this.limits.maxBufferedBytes },
         'client not reading: output buffer over the cap, dropping it',
       );
       conn.ws.terminate();
@@ -606,6 +738,11 @@ export class RpcServer {
     }, this.limits.pingIntervalMs);
     this.pingTimer.unref();
   }
+}
+
+function rawLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data.byteLength;
 }
 
 function isTlsLevelError(err: NodeJS.ErrnoException & { library?: string }): boolean {

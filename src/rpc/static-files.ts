@@ -1,6 +1,8 @@
 // The web console's files: GET / is index.html, other paths (optionally under
 // /static/) map to files inside the console directory. Paths are decoded and
 // resolved, then checked (also after following symlinks) to stay inside it.
+// connect-src 'self' lets the console open its WebSocket to this daemon only
+// (CSP 3 matches ws:/wss: of the page's own host for 'self').
 import { createReadStream, realpathSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -9,7 +11,7 @@ import type { Logger } from 'pino';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
-  "connect-src 'self' ws: wss:",
+  "connect-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
   "img-src 'self' data:",
@@ -55,6 +57,8 @@ function plain(res: ServerResponse, status: number, text: string, extra: Record<
 /** The file a URL path names inside `root`, or null if it would leave it. */
 export function resolveInside(root: string, urlPath: string): string | null {
   let rel = urlPath === '/' || urlPath === '' ? '/index.html' : urlPath;
+  // A file is never a directory: /index.html/ would otherwise resolve to it.
+  if (rel.endsWith('/')) return null;
   if (rel.startsWith('/static/')) rel = rel.slice('/static'.length);
   let decoded: string;
   try {

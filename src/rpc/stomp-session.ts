@@ -340,7 +340,7 @@ export class StompSession {
           this.closeIfDone();
         },
       );
-    } else {
+    } else if (r !== null) {
       this.reply(replyTo, r);
     }
   }

@@ -41,7 +41,7 @@ function errorOf(fn: () => unknown): ConfigError {
 describe('loadConfig defaults', () => {
   it('gives the documented defaults without file or flags', () => {
     const c = loadConfig([], {}, NO_DEFAULT);
-    expect(c.listen).toEqual({ host: '127.0.0.1', port: 54321 });
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 54321, allowedOrigins: [], allowedHosts: [] });
     expect(c.tls).toBeNull();
     expect(c.allowInsecure).toBe(false);
     expect(c.libvirt).toEqual({
@@ -59,7 +59,11 @@ describe('loadConfig defaults', () => {
       maxPayloadBytes: 1048576,
       maxConnections: 1024,
       maxInFlightPerConnection: 64,
-      handshakeTimeoutS: 10,
+      handshakeTimeoutS: 5,
+      firstByteTimeoutS: 2,
+      maxPendingConnections: 256,
+      maxPendingPerAddress: 16,
+      maxBatchEntries: 64,
     });
     expect(c.console.enabled).toBe(true);
     expect(c.console.dir).toBe(join(packageRoot(), 'web'));
@@ -101,7 +105,7 @@ describe('file and flags', () => {
       {},
       NO_DEFAULT,
     );
-    expect(c.listen).toEqual({ host: '127.0.0.1', port: 7000 });
+    expect(c.listen).toMatchObject({ host: '127.0.0.1', port: 7000 });
     expect(c.unplugTimeoutS).toBe(8);
     expect(c.log).toEqual({ level: 'warn', pretty: true });
   });
@@ -119,7 +123,7 @@ describe('file and flags', () => {
       {},
       NO_DEFAULT,
     );
-    expect(c.listen).toEqual({ host: '::1', port: 1234 });
+    expect(c.listen).toMatchObject({ host: '::1', port: 1234 });
     expect(loadConfig(['--listen', '127.0.0.1:0'], {}, NO_DEFAULT).listen.port).toBe(0);
     expect(c.libvirt.socket).toBe('/run/x');
     expect(c.libvirt.uri).toBe('qemu+unix:///system');

@@ -98,23 +98,37 @@ describe('rpc server limits', () => {
     expect((await c.call('Echo.add', { a: 2, b: 2 })).result).toBe(4);
   });
 
-  it('a batch counts each request against the in-flight cap', async () => {
+  it('a batch larger than the in-flight cap is refused whole; a fitting one counts each entry', async () => {
     const logs = new LogCapture();
-    const s = await start({ logger: logs.logger, limits: { maxInFlightPerConnection: 3 } });
+    const t = testMethods();
+    const s = await start({
+      logger: logs.logger,
+      methods: t.methods,
+      limits: { maxInFlightPerConnection: 3 },
+    });
     const c = await client(s.url());
-    c.ws.send(
+    const batch = (n: number) =>
       JSON.stringify(
-        Array.from({ length: 5 }, (_, i) => ({
+        Array.from({ length: n }, (_, i) => ({
           jsonrpc: '2.0',
           id: i,
-          method: 'Echo.add',
-          params: { a: i, b: 0 },
+          method: 'Test.wait',
+          params: { key: `b${i}` },
         })),
-      ),
-    );
-    const batch = (await c.nextOther()) as { id: number; result?: number; error?: { code: number } }[];
-    expect(batch.filter((r) => r.result !== undefined)).toHaveLength(3);
-    expect(batch.filter((r) => r.error?.code === -32000)).toHaveLength(2);
+      );
+    c.ws.send(batch(5));
+    expect(await c.nextOther()).toMatchObject({ id: null, error: { code: -32600, data: { limit: 3 } } });
+    // One request running leaves room for two: a 3-entry batch is answered 2 + 1 busy.
+    const running = c.call('Test.wait', { key: 'x' });
+    await t.gates.whenStarted('x');
+    const started = Promise.all([t.gates.whenStarted('b0'), t.gates.whenStarted('b1')]);
+    c.ws.send(batch(3));
+    await started;
+    for (const k of ['x', 'b0', 'b1']) t.gates.open(k);
+    const r = (await c.nextOther()) as { id: number; result?: string; error?: { code: number } }[];
+    expect(r.filter((x) => x.result !== undefined)).toHaveLength(2);
+    expect(r.filter((x) => x.error?.code === -32000)).toHaveLength(1);
+    expect((await running).result).toBe('done x');
   });
 
   it('connections over maxConnections get HTTP 503 on upgrade, logged', async () => {

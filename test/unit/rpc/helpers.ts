@@ -244,6 +244,7 @@ export function testMethods(): TestMethodsHandle {
     },
     result: { type: 'integer' },
     errors: [{ code: 100, message: 'unexpected error' }],
+    readOnly: true,
     handler: async (p) => {
       calls.push({ method: 'Echo.add', params: p });
       return p.a + p.b;
@@ -255,6 +256,7 @@ export function testMethods(): TestMethodsHandle {
     params: { type: 'object', properties: {}, additionalProperties: false },
     result: { type: 'boolean' },
     logLevel: 'debug',
+    readOnly: true,
     handler: async () => true,
   };
   const wait: MethodSpec<{ key: string }, string> = {
