@@ -1,12 +1,19 @@
 // vmhostd's entry: config -> libvirt connection -> VM manager -> JSON-RPC
 // server, and an orderly shutdown on SIGTERM/SIGINT. Wiring only: every piece
 // it starts lives in its own layer.
+//
+// Stopping: the first SIGTERM/SIGINT refuses new requests and lets running
+// ones finish (at most SHUTDOWN_DRAIN_MS), then closes; exit 0 when every
+// request finished, 1 when the drain deadline cut some. Further signals
+// during the stop are logged and change nothing (the replies in flight still
+// go out); SIGKILL is the way to stop at once. The whole stop, including the
+// bounded log flush, ends within STOP_BOUND_MS whatever stdout does.
 import type { Logger } from 'pino';
 import { apiMethods, apiRoutes } from './api/index.js';
 import { forwardNotifications } from './api/notifications.js';
 import { ConfigError, ConfigInfoRequest, type DaemonConfig, loadConfig } from './config/config.js';
 import { defaultSocketPath, LibvirtClient } from './libvirt/client.js';
-import { createLogger, flushLogger } from './log.js';
+import { createLogger, droppedLogLines, flushLogger } from './log.js';
 import { DaemonMetrics } from './metrics/daemon-metrics.js';
 import { type MetricsListener, metricsRoute, startMetricsListener } from './metrics/http.js';
 import { EventJournal } from './rpc/event-journal.js';
@@ -22,11 +29,15 @@ export interface Daemon {
   metrics: DaemonMetrics;
   /** The plain loopback /metrics listener (metrics.listen), if configured. */
   metricsUrl: string | undefined;
-  stop(): Promise<void>;
+  /** Resolves true when every in-flight request finished before the drain deadline. */
+  stop(): Promise<boolean>;
 }
 
 const CONNECT_RETRY_MAX_MS = 10_000;
-const SHUTDOWN_DRAIN_MS = 15_000;
+export const SHUTDOWN_DRAIN_MS = 15_000;
+const LOG_FLUSH_MS = 2_000;
+/** Drain, closing sockets, libvirt and the log flush, with room to spare; systemd's TimeoutStopSec is above it. */
+export const STOP_BOUND_MS = SHUTDOWN_DRAIN_MS + 10_000;
 
 /** libvirtd may start after us (boot order, restarts): keep trying, loudly. */
 async function connectLibvirt(
@@ -113,11 +124,17 @@ export async function startDaemon(
       logger: log,
       tls: config.tls ?? undefined,
       allowInsecure: config.allowInsecure,
+      allowedOrigins: config.listen.allowedOrigins,
+      allowedHosts: config.listen.allowedHosts,
       limits: {
         maxPayloadBytes: config.limits.maxPayloadBytes,
         maxConnections: config.limits.maxConnections,
         maxInFlightPerConnection: config.limits.maxInFlightPerConnection,
         handshakeTimeoutMs: config.limits.handshakeTimeoutS * 1000,
+        firstByteTimeoutMs: config.limits.firstByteTimeoutS * 1000,
+        maxPendingConnections: config.limits.maxPendingConnections,
+        maxPendingPerAddress: config.limits.maxPendingPerAddress,
+        maxBatchEntries: config.limits.maxBatchEntries,
       },
       staticDir: config.console.enabled ? config.console.dir : undefined,
       apiVersion: API_VERSION,
@@ -155,17 +172,19 @@ export async function startDaemon(
     'ready',
   );
 
-  let stopping: Promise<void> | undefined;
+  let stopping: Promise<boolean> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       log.info('shutting down: no new requests, finishing in-flight operations');
       await rpc.close({ drainMs: SHUTDOWN_DRAIN_MS });
+      const drained = rpc.drainedInTime;
       await metricsListener?.close();
       metrics.close();
       forwarder.stop();
       await vms.close();
       await client.close();
-      log.info('stopped');
+      log.info({ drained, droppedLogLines: droppedLogLines(log) }, 'stopped');
+      return drained;
     })();
     return stopping;
   };
@@ -193,15 +212,32 @@ export async function main(argv: string[]): Promise<void> {
   const log = createLogger({ level: config.log.level, pretty: config.log.pretty });
   const abort = new AbortController();
   let daemon: Daemon | undefined;
+  let exiting = false;
   const exit = (code: number) => {
-    void flushLogger(log).then(() => process.exit(code));
+    if (exiting) return;
+    exiting = true;
+    void flushLogger(log, LOG_FLUSH_MS).then(() => process.exit(code));
   };
+  let stopSignal: string | undefined;
   const onSignal = (sig: string) => {
+    if (stopSignal !== undefined) {
+      log.warn(
+        { signal: sig, stoppingSince: stopSignal },
+        'already stopping: in-flight requests still finish within the drain deadline (SIGKILL stops at once)',
+      );
+      return;
+    }
+    stopSignal = sig;
     log.info({ signal: sig }, 'signal received');
     abort.abort();
+    // Whatever hangs (libvirt, a socket, stdout), the stop ends within its bound.
+    setTimeout(() => {
+      log.error({ boundMs: STOP_BOUND_MS }, 'stop did not finish within its bound; exiting');
+      exit(1);
+    }, STOP_BOUND_MS).unref();
     if (!daemon) return exit(0);
     daemon.stop().then(
-      () => exit(0),
+      (drained) => exit(drained ? 0 : 1),
       (err: unknown) => {
         log.error({ err }, 'unclean shutdown');
         exit(1);
@@ -213,8 +249,8 @@ export async function main(argv: string[]): Promise<void> {
     log.fatal({ err }, 'uncaught exception');
     exit(70);
   });
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   try {
     daemon = await startDaemon(config, log, abort.signal);
   } catch (err) {
