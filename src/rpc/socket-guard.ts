@@ -10,8 +10,9 @@
 //     "tarpit" to make room;
 //   - one source address (an IPv6 /64) may keep at most perAddress idle
 //     sockets served: its next connection demotes its oldest idle one;
-//   - a tarpitted socket is left open but never served: it is closed at its
-//     first-byte deadline, or as soon as it makes a request. Demoting rather
+//   - a tarpitted socket is left open but holds no slot: it is closed at its
+//     first-byte deadline, or when it makes a request while the table is
+//     full (with room, it is served after all: a real client). Demoting rather
 //     than closing matters: an attacker that reopens what we close would turn
 //     every close into a new connection, a storm that fills the accept queue
 //     in front of real clients. Only beyond TARPIT_FACTOR x maxPending are
@@ -129,16 +130,23 @@ export class SocketGuard {
   }
 
   /**
-   * An HTTP request (or upgrade) started on it (socket may be the TLS socket
-   * over the tracked one). Returns false, having destroyed it, for a
-   * tarpitted socket: it gets no service.
+   * An HTTP request (or upgrade, or STOMP) started on it (socket may be the
+   * TLS socket over the tracked one). A tarpitted socket is served again if
+   * there is room (a slow real client, demoted in a burst); otherwise it is
+   * destroyed and this returns false.
    */
   requestStarted(socket: Socket): boolean {
     const raw = rawSocket(socket);
-    if (this.tarpit.has(raw)) {
-      this.count('tarpitRequest');
-      socket.destroy();
-      return false;
+    const parked = this.tarpit.get(raw);
+    if (parked) {
+      if (this.served.size >= this.limits.maxPending) {
+        this.count('tarpitRequest');
+        this.release(raw);
+        socket.destroy();
+        return false;
+      }
+      this.tarpit.delete(raw);
+      this.served.set(raw, parked);
     }
     const t = this.served.get(raw);
     if (t) t.busy++;
