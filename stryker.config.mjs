@@ -6,6 +6,7 @@ export default {
   vitest: { configFile: 'vitest.mutate.config.ts' },
   mutate: [
     'src/virt/planner.ts',
+    'src/virt/device-lifecycle.ts',
     'src/virt/dimm-xml.ts',
     'src/virt/domain-xml.ts',
     'src/virt/metadata.ts',
