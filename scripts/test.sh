@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite on a fresh Debian 12 host, as root: stands up the test host
-# (Debian packages, libvirtd, the guest kernel and initramfs; all idempotent,
+# (Debian packages, libvirtd, the guest kernel and initramfs, the Debian guest; all idempotent,
 # instant when already done), installs npm packages if missing, then runs the
 # unit, integration (real libvirtd + QEMU guests) and disruptive tests, and
 # ends with one line of totals.
@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash test/host/setup-host.sh
 bash test/host/build-guest.sh
+bash test/host/build-debian-guest.sh
 [[ -d node_modules ]] || npm ci --no-audit --no-fund
 rm -rf .cache/test-results
 rc=0

@@ -29,6 +29,10 @@ export interface GuestDomainSpec {
   initrdPath: string;
   consolePath: string;
   emulator?: string;
+  /** Replaces the kind's kernel command line (the Debian guest's recipes). */
+  cmdline?: string;
+  /** A virtio-serial channel `org.qemu.guest_agent.0` for a guest agent (libvirt picks the socket). */
+  guestAgent?: boolean;
 }
 
 // Kernel command line per kind. All share: serial console, a quiet kernel (its
@@ -116,6 +120,10 @@ export function virtioMemXml(spec: VirtioMemSpec): string {
 `;
 }
 
+const AGENT_CHANNEL = `    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>`;
+
 export function domainXml(spec: GuestDomainSpec): string {
   const base = positiveInt('memoryMiB', spec.memoryMiB);
   const dimms = spec.bootDimmsMiB.map((s) => positiveInt('boot DIMM size', s));
@@ -143,7 +151,7 @@ export function domainXml(spec: GuestDomainSpec): string {
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>${e(spec.kernelPath)}</kernel>
     <initrd>${e(spec.initrdPath)}</initrd>
-    <cmdline>${e(guestCmdline(spec.kind))}</cmdline>
+    <cmdline>${e(spec.cmdline ?? guestCmdline(spec.kind))}</cmdline>
   </os>
   <features>
     <acpi/>
@@ -166,6 +174,7 @@ export function domainXml(spec: GuestDomainSpec): string {
       <target port='0'/>
     </serial>
     <memballoon model='none'/>
+${spec.guestAgent ? AGENT_CHANNEL : ''}
 ${dimmDevices}
   </devices>
 </domain>

@@ -10,8 +10,10 @@ die() { printf '[setup-host] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts libvirtd)"
 
 PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
-  busybox-static python3-libvirt cpio openssl systemd chromium)
+  busybox-static python3-libvirt cpio openssl systemd chromium mmdebstrap zstd systemd-container)
 # openssl: the lab PKI of the TLS tests; systemd: systemd-analyze verify of our unit.
+# mmdebstrap, zstd: the Debian test guest (build-debian-guest.sh); systemd-container:
+# systemd-nspawn, which boots that guest's root file system to test the unit under systemd.
 # chromium: for the web console's browser test (driven by playwright-core).
 QEMU_CONF=/etc/libvirt/qemu.conf
 # Bump when the qemu.conf content below changes so existing hosts get it rewritten.
