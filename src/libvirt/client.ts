@@ -16,6 +16,8 @@ import {
   JOB_STATS_MAX,
   OPTIONAL_EVENT_KINDS,
   Proc,
+  QEMU_PROGRAM,
+  QemuProc,
   readDomain,
   readDomainEvent,
   readTypedParams,
@@ -234,6 +236,26 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
 
   async undefine(dom: DomainRef): Promise<void> {
     await this.call(Proc.DOMAIN_UNDEFINE, (w) => writeDomain(w, dom));
+  }
+
+  /**
+   * virDomainQemuAgentCommand: passes one guest-agent JSON command through
+   * libvirt and resolves with the agent's JSON reply. `timeoutS` is libvirt's
+   * wait for the agent (AgentTimeout.* or seconds); our own call deadline is
+   * a little longer so libvirt's error, not ours, names a silent agent.
+   */
+  async qemuAgentCommand(dom: DomainRef, cmd: string, timeoutS: number, flags = 0): Promise<string | null> {
+    return this.call(
+      QemuProc.DOMAIN_AGENT_COMMAND,
+      (w) => {
+        writeDomain(w, dom);
+        w.writeString(cmd);
+        w.writeInt(timeoutS);
+        w.writeUint(flags);
+      },
+      (r) => r.readOptionalString(),
+      { prog: QEMU_PROGRAM, ...(timeoutS > 0 ? { timeoutMs: (timeoutS + 5) * 1000 } : {}) },
+    );
   }
 
   /** Stops reconnecting, says goodbye to libvirtd and closes the socket. */

@@ -22,6 +22,8 @@ import {
   KEEPALIVE_PROTOCOL_VERSION,
   KeepaliveProc,
   ProcName,
+  QEMU_PROGRAM,
+  QemuProcName,
   REMOTE_PROGRAM,
   REMOTE_PROTOCOL_VERSION,
   readRemoteError,
@@ -41,9 +43,12 @@ export interface ConnectionOptions {
 
 export interface CallOptions {
   timeoutMs?: number;
+  /** The RPC program: libvirt's remote program unless said (QEMU_PROGRAM for the QEMU-specific calls). */
+  prog?: number;
 }
 
 interface Pending {
+  prog: number;
   proc: number;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
@@ -128,8 +133,11 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
     read?: (r: XdrReader) => T,
     opts: CallOptions = {},
   ): Promise<T> {
+    const prog = opts.prog ?? REMOTE_PROGRAM;
     if (this.isClosed) {
-      return Promise.reject(new LibvirtConnectionError(`not connected to libvirtd (${procLabel(proc)})`));
+      return Promise.reject(
+        new LibvirtConnectionError(`not connected to libvirtd (${procLabel(proc, prog)})`),
+      );
     }
     this.serial = (this.serial + 1) >>> 0 || 1;
     const serial = this.serial;
@@ -140,8 +148,8 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
       return Promise.reject(e);
     }
     const packet = finishPacket(w, {
-      prog: REMOTE_PROGRAM,
-      vers: REMOTE_PROTOCOL_VERSION,
+      prog,
+      vers: REMOTE_PROTOCOL_VERSION, // QEMU_PROTOCOL_VERSION is 1 too
       proc,
       type: MessageType.CALL,
       serial,
@@ -150,6 +158,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
     return new Promise<T>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? this.callTimeoutMs;
       const p: Pending = {
+        prog,
         proc,
         resolve: resolve as (v: unknown) => void,
         reject,
@@ -160,7 +169,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
         p.timer = setTimeout(() => {
           if (this.pending.get(serial) !== p) return;
           this.pending.delete(serial);
-          reject(new LibvirtTimeoutError(`${procLabel(proc)} got no reply within ${timeoutMs} ms`));
+          reject(new LibvirtTimeoutError(`${procLabel(proc, prog)} got no reply within ${timeoutMs} ms`));
         }, timeoutMs);
       }
       this.pending.set(serial, p);
@@ -288,7 +297,8 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
       if (h.proc === KeepaliveProc.PING) this.sendKeepalive(KeepaliveProc.PONG);
       return;
     }
-    if (h.prog !== REMOTE_PROGRAM) {
+    // The QEMU program only ever answers our calls (we register no QEMU monitor events).
+    if (h.prog !== REMOTE_PROGRAM && !(h.prog === QEMU_PROGRAM && h.type === MessageType.REPLY)) {
       throw new LibvirtProtocolError(`unexpected program 0x${h.prog.toString(16)} in packet from libvirtd`);
     }
     if (h.vers !== REMOTE_PROTOCOL_VERSION) {
@@ -312,9 +322,9 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
     const h = p.header;
     const call = this.pending.get(h.serial);
     if (!call) return; // timed out earlier; the late reply is dropped
-    if (call.proc !== h.proc) {
+    if (call.proc !== h.proc || call.prog !== h.prog) {
       throw new LibvirtProtocolError(
-        `reply for serial ${h.serial} names procedure ${h.proc}, expected ${call.proc}`,
+        `reply for serial ${h.serial} names procedure ${h.proc} of program 0x${h.prog.toString(16)}, expected ${call.proc} of 0x${call.prog.toString(16)}`,
       );
     }
     this.pending.delete(h.serial);
@@ -324,7 +334,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
       let value: unknown;
       try {
         value = call.decode ? call.decode(r) : undefined;
-        r.expectEnd(`${procLabel(call.proc)} reply`);
+        r.expectEnd(`${procLabel(call.proc, call.prog)} reply`);
       } catch (e) {
         const err = asProtocolError(e);
         call.reject(err);
@@ -349,8 +359,8 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
   }
 }
 
-function procLabel(proc: number): string {
-  return ProcName[proc] ?? `procedure ${proc}`;
+function procLabel(proc: number, prog: number = REMOTE_PROGRAM): string {
+  return (prog === QEMU_PROGRAM ? QemuProcName[proc] : ProcName[proc]) ?? `procedure ${proc}`;
 }
 
 function asProtocolError(e: unknown): Error {

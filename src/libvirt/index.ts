@@ -8,4 +8,5 @@ export {
 } from './client.js';
 export { type CallOptions, type ConnectionOptions, LibvirtConnection } from './connection.js';
 export * from './errors.js';
+export { AgentTimeout } from './protocol.js';
 export * from './types.js';

@@ -10,6 +10,19 @@ import type { XdrReader, XdrWriter } from './xdr.js';
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;
 
+/** libvirt's QEMU-specific program (src/remote/qemu_protocol.x); QEMU_PROTOCOL_VERSION = 1. */
+export const QEMU_PROGRAM = 0x20008087;
+/** qemu_procedure values we use. */
+export const QemuProc = {
+  /** args {dom, cmd, int timeout, flags} -> ret {remote_string result} */
+  DOMAIN_AGENT_COMMAND: 3,
+} as const;
+export const QemuProcName: Record<number, string> = Object.fromEntries(
+  Object.entries(QemuProc).map(([name, num]) => [num, `QEMU_${name}`]),
+);
+/** virDomainQemuAgentCommandTimeoutValues: block, libvirt's default (5 s), no wait; else seconds. */
+export const AgentTimeout = { BLOCK: -2, DEFAULT: -1, NOWAIT: 0 } as const;
+
 export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const KEEPALIVE_PROTOCOL_VERSION = 1;
 export const KeepaliveProc = { PING: 1, PONG: 2 } as const;

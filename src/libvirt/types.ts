@@ -150,6 +150,12 @@ export interface LibvirtApi {
   createXML(xml: string, flags?: number): Promise<DomainRef>;
   destroy(dom: DomainRef): Promise<void>;
   undefine(dom: DomainRef): Promise<void>;
+  /**
+   * A guest-agent command through libvirt (QEMU program, procedure 3); the
+   * agent's JSON reply. Optional: in-memory test doubles may leave it out,
+   * and callers then treat the guest as having no agent.
+   */
+  qemuAgentCommand?(dom: DomainRef, cmd: string, timeoutS: number, flags?: number): Promise<string | null>;
   on<K extends keyof LibvirtClientEvents>(
     event: K,
     listener: (...args: LibvirtClientEvents[K]) => void,
