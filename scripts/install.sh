@@ -39,7 +39,7 @@ cd "$src"
 echo "installing to $prefix"
 install -d -m 0755 "$prefix" "$prefix/bin"
 # Replace code directories wholesale so files deleted upstream disappear.
-for d in dist web config; do
+for d in dist web config systemd; do
   rm -rf "$prefix/$d.new"
   cp -a "$src/$d" "$prefix/$d.new"
   rm -rf "$prefix/$d"

@@ -54,6 +54,10 @@ describe('systemd/vmhostd.service', () => {
       'ProtectKernelModules=yes',
       'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6',
       'ExecStart=/usr/bin/node /opt/vmhostd/bin/vmhostd.js --config /etc/vmhostd/vmhostd.toml',
+      // Readiness (tested under a real systemd in systemd-nspawn.test.ts).
+      'Type=exec',
+      'ExecStartPost=/usr/bin/node /opt/vmhostd/systemd/wait-ready.mjs --config /etc/vmhostd/vmhostd.toml',
+      'RestartPreventExitStatus=2',
     ]) {
       expect(unit).toContain(line);
     }
