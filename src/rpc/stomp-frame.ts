@@ -248,4 +248,24 @@ export function encodeFrame(
   return Buffer.concat([Buffer.from(head, 'utf8'), body, Buffer.from([NUL])]);
 }
 
+/** Escaped `name:value` lines, built once and reused for many frames (e.g. per subscription). */
+export function encodeHeaderLines(headers: Iterable<readonly [string, string]>): string {
+  let out = '';
+  for (const [k, v] of headers) out += `${escapeValue(k)}:${escapeValue(v)}\n`;
+  return out;
+}
+
+/** A frame (not CONNECTED) from pre-encoded header lines, more headers and a text body. */
+export function encodeFrameFrom(
+  command: string,
+  headerLines: string,
+  extra: Iterable<readonly [string, string]>,
+  body: string,
+): Buffer {
+  return Buffer.from(
+    `${command}\n${headerLines}${encodeHeaderLines(extra)}content-length:${Buffer.byteLength(body)}\n\n${body}\0`,
+    'utf8',
+  );
+}
+
 export const HEARTBEAT = Buffer.from('\n');

@@ -10,7 +10,15 @@ import type { JSONRPCResponse } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
 import type { Caller, Dispatcher } from './dispatcher.js';
 import { type JournalEntry, parseResumePoint, type ResumePoint } from './event-journal.js';
-import { encodeFrame, FrameError, FrameParser, HEARTBEAT, type StompFrame } from './stomp-frame.js';
+import {
+  encodeFrame,
+  encodeFrameFrom,
+  encodeHeaderLines,
+  FrameError,
+  FrameParser,
+  HEARTBEAT,
+  type StompFrame,
+} from './stomp-frame.js';
 
 /** VDSM's destinations (vdsm config `addresses`; ovirt-engine VdsRequestQueueName etc.). */
 export const REQUEST_DESTINATION = 'jms.topic.vdsm_requests';
@@ -45,6 +53,8 @@ export interface SessionHost {
 interface Subscription {
   id: string;
   destination: string;
+  /** Its MESSAGE header lines that never change (destination, subscription, content-type), escaped. */
+  headerLines: string;
 }
 
 type State = 'awaiting-connect' | 'connected' | 'closed';
@@ -283,7 +293,15 @@ export class StompSession {
       }
       resume = r;
     }
-    const sub: Subscription = { id, destination };
+    const sub: Subscription = {
+      id,
+      destination,
+      headerLines: encodeHeaderLines([
+        ['destination', destination],
+        ['subscription', id],
+        ['content-type', 'application/json'],
+      ]),
+    };
     this.subs.set(id, sub);
     this.log.info(
       { subscription: id.slice(0, 100), destination: destination.slice(0, 200) },
@@ -420,15 +438,10 @@ export class StompSession {
 
   private writeMessage(sub: Subscription, text: string, extra: [string, string][]): void {
     this.write(
-      encodeFrame(
+      encodeFrameFrom(
         'MESSAGE',
-        [
-          ['destination', sub.destination],
-          ['subscription', sub.id],
-          ['message-id', `${this.connectionId}-${++this.messageSeq}`],
-          ['content-type', 'application/json'],
-          ...extra,
-        ],
+        sub.headerLines,
+        [['message-id', `${this.connectionId}-${++this.messageSeq}`], ...extra],
         text,
       ),
     );
