@@ -94,6 +94,8 @@ export async function startDaemon(
     log,
     unplugTimeoutMs: config.unplugTimeoutS * 1000,
     dimmAlignmentMiB: config.dimmAlignmentMiB,
+    resizeTimeoutMs: config.resizeTimeoutS * 1000,
+    resizeStallMs: config.resizeStallS * 1000,
     ...(prefix ? { manages: (name: string) => name.startsWith(prefix) } : {}),
   });
   // Numbered notifications, kept for resuming clients; it exists before the RPC server so recovery's findings are kept.

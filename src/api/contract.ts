@@ -34,6 +34,7 @@ export const HOTUNPLUG_REASONS = [
   'vm-gone',
   'libvirt-error',
   'no-suitable-device',
+  'stalled',
 ] as const;
 export type HotunplugReason = (typeof HOTUNPLUG_REASONS)[number];
 

@@ -23,14 +23,18 @@ export function forwardNotifications(vms: VmManager, out: EventPublisher): Notif
     out.notify(`|virt|device_removed|${vmId}`, ev, OUTCOME);
   const onFailed = (vmId: string, ev: { alias: string; reason: string }) =>
     out.notify(`|virt|device_removal_failed|${vmId}`, ev, OUTCOME);
+  const onSize = (vmId: string, ev: { alias: string; requested: number; current: number }) =>
+    out.notify(`|virt|memory_device_size_changed|${vmId}`, ev);
   vms.on('vmStatus', onStatus);
   vms.on('deviceRemoved', onRemoved);
   vms.on('deviceRemovalFailed', onFailed);
+  vms.on('memoryDeviceSizeChanged', onSize);
   return {
     stop() {
       vms.off('vmStatus', onStatus);
       vms.off('deviceRemoved', onRemoved);
       vms.off('deviceRemovalFailed', onFailed);
+      vms.off('memoryDeviceSizeChanged', onSize);
     },
   };
 }

@@ -117,6 +117,33 @@ export const SetMemoryParams = Type.Object(
 );
 export type SetMemoryParams = Static<typeof SetMemoryParams>;
 
+/** A virtio-mem device's alias: ours (ua-…) or libvirt's (virtiomemN). */
+export const VirtioMemAlias = Type.String({
+  pattern: '^(ua-[A-Za-z0-9-]{1,64}|virtiomem[0-9]{1,4}|dimm[0-9]{1,4})$',
+  description: 'virtio-mem device alias ("ua-…" or libvirt\'s "virtiomemN")',
+});
+
+export const ResizeMemoryDeviceParams = Type.Object(
+  {
+    vmID: Uuid,
+    alias: VirtioMemAlias,
+    requested: Type.Integer({
+      minimum: 0,
+      maximum: MAX_MIB,
+      description: 'new requested size in MiB: a multiple of the device block, <= its maximum size',
+    }),
+    timeout: Type.Optional(Timeout),
+    onFailure: Type.Optional(
+      StringEnum(
+        ['settle', 'keep'] as const,
+        'after a timeout or stall: settle requested to the current size reached (default), or keep it so the guest keeps trying',
+      ),
+    ),
+  },
+  closed,
+);
+export type ResizeMemoryDeviceParams = Static<typeof ResizeMemoryDeviceParams>;
+
 // ---------------------------------------------------------------- results
 
 export const VmStatus = StringEnum(
@@ -196,6 +223,17 @@ export const UnplugResult = Type.Object(
 );
 export type UnplugResult = Static<typeof UnplugResult>;
 
+export const ResizeResult = Type.Object(
+  {
+    alias: Type.String(),
+    requested: Type.Integer({ description: 'MiB' }),
+    current: Type.Integer({ description: 'MiB, = requested' }),
+    memSize: Type.Integer({ description: 'MiB after the resize' }),
+  },
+  closed,
+);
+export type ResizeResult = Static<typeof ResizeResult>;
+
 /**
  * A failure reason: the schema lists the contract's values (tests hold every
  * answer to it); the static type stays string because the domain layer's
@@ -241,9 +279,20 @@ export const DeviceRemovalFailedEvent = Type.Object(
 );
 export type DeviceRemovalFailedEvent = Static<typeof DeviceRemovalFailedEvent>;
 
+export const MemoryDeviceSizeChangedEvent = Type.Object(
+  {
+    alias: Type.String(),
+    requested: Type.Integer({ description: 'MiB' }),
+    current: Type.Integer({ description: 'MiB the guest has plugged now' }),
+  },
+  closed,
+);
+export type MemoryDeviceSizeChangedEvent = Static<typeof MemoryDeviceSizeChangedEvent>;
+
 /** Notification method prefixes (the VM id follows) and their params schemas. */
 export const NOTIFICATIONS = {
   '|virt|VM_status|': VmStats,
   '|virt|device_removed|': DeviceRemovedEvent,
   '|virt|device_removal_failed|': DeviceRemovalFailedEvent,
+  '|virt|memory_device_size_changed|': MemoryDeviceSizeChangedEvent,
 } as const satisfies Record<string, TSchema>;

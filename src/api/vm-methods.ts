@@ -10,6 +10,8 @@ import { invalidParam, mapErrors } from './error-mapping.js';
 import {
   HotplugParams,
   HotunplugParams,
+  ResizeMemoryDeviceParams,
+  ResizeResult,
   SetMemoryParams,
   SetMemoryResult,
   UnplugResult,
@@ -83,6 +85,22 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
           ),
         );
       },
+    }),
+    defineMethod({
+      name: 'VM.resizeMemoryDevice',
+      summary:
+        "Resize a running VM's virtio-mem device to `requested` MiB and wait until the guest has plugged or unplugged its blocks.",
+      params: ResizeMemoryDeviceParams,
+      result: ResizeResult,
+      errors: [NO_SUCH_VM, MIGRATING, HOTUNPLUG_FAILED],
+      handler: async ({ vmID, alias, requested, timeout, onFailure }, ctx) =>
+        mapErrors(() =>
+          vms.resizeMemoryDevice(vmID.toLowerCase(), alias, requested, {
+            timeoutMs: seconds(timeout),
+            onFailure,
+            opId: opIdOf(ctx),
+          }),
+        ),
     }),
     defineMethod({
       name: 'VM.setMemory',

@@ -21,6 +21,7 @@ export type Command =
   | { kind: 'vm-show'; vm: string }
   | { kind: 'vm-plug'; vm: string; sizeMiB: number; node: number; alias?: string; guaranteedMiB?: number }
   | { kind: 'vm-unplug'; vm: string; alias: string; timeoutS?: number }
+  | { kind: 'vm-resize'; vm: string; alias: string; requestedMiB: number; timeoutS?: number; keep: boolean }
   | { kind: 'vm-set-memory'; vm: string; memoryBytes: number; guaranteedBytes?: number; timeoutS?: number }
   | { kind: 'events'; vm?: string; count?: number };
 
@@ -43,6 +44,7 @@ const OPTIONS: Record<string, boolean> = {
   '--guaranteed': true,
   '--timeout': true,
   '--count': true,
+  '--keep': false,
 };
 const SHORT: Record<string, string> = { '-h': '--help', '-V': '--version' };
 const GLOBAL = new Set(['--url', '--tls-cert', '--tls-key', '--tls-ca', '--json', '--help', '--version']);
@@ -51,6 +53,7 @@ const GLOBAL = new Set(['--url', '--tls-cert', '--tls-key', '--tls-ca', '--json'
 const ALLOWED: Record<string, readonly string[]> = {
   'vm-plug': ['--node', '--alias', '--guaranteed'],
   'vm-unplug': ['--timeout'],
+  'vm-resize': ['--timeout', '--keep'],
   'vm-set-memory': ['--guaranteed', '--timeout'],
   events: ['--count'],
 };
@@ -217,6 +220,18 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
       if (timeout !== undefined) c.timeoutS = parseSeconds('--timeout', timeout);
       return c;
     }
+    case 'resize': {
+      need(args, 3, 'vm resize VM ALIAS SIZE [--timeout S] [--keep]');
+      const c: Command = {
+        kind: 'vm-resize',
+        vm: args[0] ?? '',
+        alias: args[1] ?? '',
+        requestedMiB: parseSizeMiB('SIZE', args[2] ?? ''),
+        keep: opts.has('--keep'),
+      };
+      if (timeout !== undefined) c.timeoutS = parseSeconds('--timeout', timeout);
+      return c;
+    }
     case 'set-memory': {
       need(args, 2, 'vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S]');
       const c: Command = {
@@ -232,7 +247,7 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
     }
     default:
       throw new UsageError(
-        `unknown command "vm ${sub ?? ''}" (vm list | show | devices | plug | unplug | set-memory)`.replace(
+        `unknown command "vm ${sub ?? ''}" (vm list | show | devices | plug | unplug | resize | set-memory)`.replace(
           ' )',
           ')',
         ),
@@ -251,6 +266,10 @@ Commands:
   vm plug VM SIZE [--node N] [--alias ua-NAME] [--guaranteed SIZE]
                                         hot plug a DIMM of SIZE
   vm unplug VM ALIAS [--timeout S]      hot unplug a hot-plugged DIMM, waiting for the guest
+  vm resize VM ALIAS SIZE [--timeout S] [--keep]
+                                        resize a virtio-mem device to SIZE (a multiple of its
+                                        block), with live progress; --keep: after a stall or
+                                        timeout leave the request for the guest to keep trying
   vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S]
                                         lower (or raise) the VM's memory to SIZE
   events [VM] [--count N]               follow notifications, one line each (Ctrl-C stops)

@@ -75,6 +75,8 @@ export async function runCommand(
       return plug(client, command, global, io);
     case 'vm-unplug':
       return unplug(client, command, global, io);
+    case 'vm-resize':
+      return resize(client, command, global, io);
     case 'vm-set-memory':
       return setMemory(client, command, global, io);
     case 'events':
@@ -158,6 +160,66 @@ async function unplug(
   const r = result && typeof result === 'object' ? (result as Record<string, unknown>) : {};
   io.stdout.write(
     `Removed DIMM ${dimm.alias} (${formatMiB(dimm.size)}) from ${name} in ${progress.elapsedS().toFixed(1)} s: memory ${formatMiB(stats.memSize)} -> ${formatMiB(Number(r.memSize))}, guaranteed ${formatMiB(Number(r.memGuaranteedSize))}\n`,
+  );
+  return EXIT.OK;
+}
+
+/** A bar of `width` cells, filled by how far `current` has come from `from` toward `to`. */
+function bar(from: number, current: number, to: number, width = 20): string {
+  const done = from === to ? 1 : Math.min(1, Math.max(0, (current - from) / (to - from)));
+  const full = Math.round(done * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
+}
+
+async function resize(
+  client: RpcClient,
+  c: Extract<Command, { kind: 'vm-resize' }>,
+  global: GlobalOptions,
+  io: CliIo,
+): Promise<number> {
+  const { vmId } = await resolveVm(client, c.vm);
+  const stats = toVmStats(await client.call('VM.getStats', { vmID: vmId }));
+  const name = stats.vmName || vmId;
+  const dev = stats.memoryDevices.find((d) => d.alias === c.alias && d.model === 'virtio-mem');
+  if (!dev) {
+    const aliases = stats.memoryDevices.filter((d) => d.model === 'virtio-mem').map((d) => d.alias);
+    throw new OperationError(
+      `${name} has no virtio-mem device "${c.alias}"`,
+      aliases.length > 0 ? `its virtio-mem devices: ${aliases.join(', ')}` : 'it has no virtio-mem device',
+    );
+  }
+  const params: Record<string, unknown> = { vmID: vmId, alias: c.alias, requested: c.requestedMiB };
+  if (c.timeoutS !== undefined) params.timeout = c.timeoutS;
+  if (c.keep) params.onFailure = 'keep';
+  const from = dev.current;
+  let current = dev.current;
+  const progress = new Progress(io.stderr, io.now);
+  // The daemon reports the device's moves (coalesced) while the call waits.
+  const stopListening = client.onNotification((n: Notification) => {
+    if (n.method !== `|virt|memory_device_size_changed|${vmId}`) return;
+    const p = n.params && typeof n.params === 'object' ? (n.params as Record<string, unknown>) : {};
+    if (p.alias !== c.alias || typeof p.current !== 'number') return;
+    current = p.current;
+    if (!progress.tty) progress.note(`  ${c.alias}: ${formatMiB(current)} of ${formatMiB(c.requestedMiB)}`);
+  });
+  progress.start((t) => {
+    const rate = t > 0 ? Math.abs(current - from) / t : 0;
+    return `resizing ${c.alias} of ${name}: ${formatMiB(current)} -> ${formatMiB(c.requestedMiB)} ${bar(from, current, c.requestedMiB)} ${rate.toFixed(0)} MiB/s, ${t.toFixed(0)} s`;
+  });
+  let result: unknown;
+  try {
+    result = await client.call('VM.resizeMemoryDevice', params, NO_CLIENT_TIMEOUT);
+  } finally {
+    progress.stop();
+    stopListening();
+  }
+  if (global.json) {
+    io.stdout.write(json(result));
+    return EXIT.OK;
+  }
+  const r = result && typeof result === 'object' ? (result as Record<string, unknown>) : {};
+  io.stdout.write(
+    `Resized ${c.alias} of ${name} ${formatMiB(from)} -> ${formatMiB(Number(r.current))} in ${progress.elapsedS().toFixed(1)} s: memory ${formatMiB(stats.memSize)} -> ${formatMiB(Number(r.memSize))}\n`,
   );
   return EXIT.OK;
 }

@@ -78,6 +78,9 @@ const HINTS: Record<Reason, string> = {
   'no-suitable-device':
     'no hot-plugged DIMM fits the requested decrease (each is larger than it, or all are being unplugged); ' +
     'see them with: vmhost-client vm show VM',
+  stalled:
+    'the virtio-mem device stopped moving short of the requested size: the guest cannot give back blocks ' +
+    `holding unmovable pages (the error data has the current size reached); ${MOVABLE_HINT}`,
   'no-such-vm': 'no such VM on this host; list them with: vmhost-client vm list',
   migrating: 'the VM is migrating; retry once the migration has finished',
 };

@@ -53,11 +53,13 @@ export async function main(
       return EXIT.CONNECT;
     }
     if (e instanceof RpcCallError) {
-      const what = e.method.startsWith('VM.hotunplug')
-        ? 'hot unplug'
-        : e.method.startsWith('VM.hotplug')
-          ? 'hot plug'
-          : e.method;
+      const what = e.method.startsWith('VM.resizeMemoryDevice')
+        ? 'virtio-mem resize'
+        : e.method.startsWith('VM.hotunplug')
+          ? 'hot unplug'
+          : e.method.startsWith('VM.hotplug')
+            ? 'hot plug'
+            : e.method;
       const x = explainRpcError(e, what === e.method ? describeCommand(argv) : what);
       if (global?.json) {
         io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, data: e.data } })}\n`);

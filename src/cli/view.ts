@@ -5,12 +5,18 @@ import { formatMiB } from './size.js';
 import { renderFields, renderTable } from './table.js';
 
 export interface Dimm {
+  /** 'dimm' or 'virtio-mem' ('dimm' from a daemon that does not say). */
+  model: string;
   alias: string;
   size: number;
   node: number;
   slot: number;
   base: string;
   state: string;
+  /** virtio-mem only (MiB). */
+  requested: number;
+  current: number;
+  block: number;
 }
 
 export interface VmStats {
@@ -49,6 +55,10 @@ export function toDimm(v: unknown): Dimm {
     slot: n(o.slot),
     base: s(o.base),
     state: s(o.state),
+    model: o.model === undefined ? 'dimm' : s(o.model),
+    requested: n(o.requested),
+    current: n(o.current),
+    block: n(o.block),
   };
 }
 
@@ -103,8 +113,38 @@ export function renderVmList(vms: readonly VmStats[]): string {
   );
 }
 
-export function renderDimms(dimms: readonly Dimm[]): string {
-  if (dimms.length === 0) return 'No memory devices (DIMMs).\n';
+export function renderDimms(devices: readonly Dimm[]): string {
+  const dimms = devices.filter((d) => d.model !== 'virtio-mem');
+  const vmem = devices.filter((d) => d.model === 'virtio-mem');
+  if (dimms.length === 0) return vmem.length > 0 ? renderVirtioMem(vmem) : 'No memory devices (DIMMs).\n';
+  return renderDimmTable(dimms) + (vmem.length > 0 ? `\n${renderVirtioMem(vmem)}` : '');
+}
+
+/** virtio-mem devices: maximum size, what was asked, what the guest has. */
+export function renderVirtioMem(devices: readonly Dimm[]): string {
+  return renderTable(
+    [
+      { header: 'VIRTIO-MEM' },
+      { header: 'MAX', align: 'right' },
+      { header: 'REQUESTED', align: 'right' },
+      { header: 'CURRENT', align: 'right' },
+      { header: 'BLOCK', align: 'right' },
+      { header: 'NODE', align: 'right' },
+      { header: 'STATE' },
+    ],
+    devices.map((d) => [
+      d.alias,
+      mib(d.size),
+      mib(d.requested),
+      mib(d.current),
+      mib(d.block),
+      num(d.node),
+      d.state,
+    ]),
+  );
+}
+
+function renderDimmTable(dimms: readonly Dimm[]): string {
   return renderTable(
     [
       { header: 'ALIAS' },

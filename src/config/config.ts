@@ -188,6 +188,8 @@ function resolve(s: Settings, root: string): DaemonConfig {
     },
     unplugTimeoutS: num(s['memory.unplug_timeout']),
     dimmAlignmentMiB: num(s['memory.dimm_alignment_mib']),
+    resizeTimeoutS: num(s['memory.resize_timeout']),
+    resizeStallS: num(s['memory.resize_stall_timeout']),
     log: { level: str(s['log.level']) as LogLevel, pretty: bool(s['log.pretty']) },
     limits: {
       maxPayloadBytes: num(s['limits.max_payload_bytes']),

@@ -39,6 +39,8 @@ export const KEYS = {
   'libvirt.keepalive_count': { kind: { t: 'int', min: 1, max: 100 }, def: 5 },
   'memory.unplug_timeout': { kind: { t: 'number', min: 1, max: 86400 }, def: 30 },
   'memory.dimm_alignment_mib': { kind: { t: 'int', min: 1, max: 1048576 }, def: 128 },
+  'memory.resize_timeout': { kind: { t: 'number', min: 1, max: 86400 }, def: 120 },
+  'memory.resize_stall_timeout': { kind: { t: 'number', min: 0.1, max: 86400 }, def: 20 },
   'log.level': { kind: { t: 'enum', values: LOG_LEVELS }, def: 'info' },
   'log.pretty': { kind: { t: 'bool' }, def: false },
   'limits.max_payload_bytes': { kind: { t: 'int', min: 1024, max: 268435456 }, def: 1048576 },

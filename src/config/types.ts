@@ -36,6 +36,9 @@ export interface DaemonConfig {
   };
   unplugTimeoutS: number;
   dimmAlignmentMiB: number;
+  /** Default wait (s) of VM.resizeMemoryDevice, and how long `current` may stand still before it is stalled. */
+  resizeTimeoutS: number;
+  resizeStallS: number;
   log: { level: LogLevel; pretty: boolean };
   limits: {
     maxPayloadBytes: number;

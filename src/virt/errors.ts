@@ -14,7 +14,9 @@ export type HotunplugReason =
   | 'already-unplugging'
   | 'vm-gone'
   | 'libvirt-error'
-  | 'no-suitable-device';
+  | 'no-suitable-device'
+  /** A virtio-mem resize stopped moving short of its target. */
+  | 'stalled';
 
 export class VirtError extends Error {
   override readonly name = 'VirtError';

@@ -111,8 +111,16 @@ export interface DeviceRemovalFailedEvent {
   reason: string;
 }
 
+/** A virtio-mem device moved (MiB), coalesced to a few per second. */
+export interface MemoryDeviceSizeChangedEvent {
+  alias: string;
+  requested: number;
+  current: number;
+}
+
 export interface VmManagerEvents {
   vmStatus: [VmStats];
   deviceRemoved: [string, DeviceRemovedEvent];
   deviceRemovalFailed: [string, DeviceRemovalFailedEvent];
+  memoryDeviceSizeChanged: [string, MemoryDeviceSizeChangedEvent];
 }

@@ -12,6 +12,13 @@ import { invalid } from './errors.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { createOpLog, type OpContext, type OpLog } from './op-context.js';
+import {
+  checkResize,
+  type OnResizeFailure,
+  type ResizeResult,
+  type ResizeTarget,
+  resizeOne,
+} from './resize-memory.js';
 import { SerialQueue } from './serial-queue.js';
 import { setMemoryNow } from './set-memory.js';
 import type {
@@ -33,6 +40,10 @@ export interface VmManagerOptions {
   unplugTimeoutMs: number;
   /** DIMM size granularity (MiB) for hot plug and setMemory increases. */
   dimmAlignmentMiB: number;
+  /** Default wait of a virtio-mem resize (default 120 s). */
+  resizeTimeoutMs?: number;
+  /** A resize whose device has not moved for this long is stalled (default 20 s). */
+  resizeStallMs?: number;
   /** Bound on close() waiting for in-flight operations; default unplugTimeoutMs + 10 s. */
   closeTimeoutMs?: number;
   /** Parallel domain loads at start and resync; default 16. */
@@ -148,6 +159,41 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         memSize: r.memSize,
         memGuaranteedSize: r.memGuaranteedSize,
       };
+    });
+  }
+
+  /** Resizes one virtio-mem device and waits for the guest (resize-memory.ts). */
+  async resizeMemoryDevice(
+    vmId: string,
+    alias: string,
+    requested: number,
+    opts: { timeoutMs?: number; onFailure?: OnResizeFailure; opId?: string } = {},
+  ): Promise<ResizeResult> {
+    const uuid = vmId.toLowerCase();
+    const op = this.opLog('resize', uuid, opts.opId, alias);
+    // Bad input is answered at once, not behind other operations on the VM.
+    checkResize(this.registry.require(uuid), alias, requested);
+    this.checkOpen();
+    const target: ResizeTarget = {
+      uuid,
+      record: () => this.registry.require(uuid),
+      reload: () => this.registry.refresh(this.registry.require(uuid).ref),
+    };
+    return this.ops.run(uuid, async () => {
+      try {
+        return await resizeOne(this.ctx.client, target, alias, {
+          requested,
+          timeoutMs: opts.timeoutMs ?? this.opts.resizeTimeoutMs ?? 120_000,
+          stallMs: this.opts.resizeStallMs ?? 20_000,
+          onFailure: opts.onFailure ?? 'settle',
+          op,
+        });
+      } finally {
+        // The device's last size goes out before the VM's final status.
+        this.registry.sizeChanges.flush(uuid, alias);
+        const vm = this.registry.get(uuid);
+        if (vm) this.emit('vmStatus', vm.stats);
+      }
     });
   }
 

@@ -26,6 +26,7 @@ import { devicesHash } from './hash.js';
 import { isNoDomain, libvirtDetails } from './libvirt-errors.js';
 import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './metadata.js';
 import { SerialQueue } from './serial-queue.js';
+import { SizeChangeNotifier } from './size-change-notifier.js';
 import { isActive, statusOf } from './status.js';
 import type { VmManagerEvents, VmStats, VmStatsDevice } from './types.js';
 import { virtioMemStats } from './virtio-mem.js';
@@ -72,7 +73,13 @@ export class VmRegistry {
     private readonly opts: VmRegistryOptions,
   ) {
     this.log = opts.log;
+    this.sizeChanges = new SizeChangeNotifier((vmId, ev) =>
+      this.events.emit('memoryDeviceSizeChanged', vmId, ev),
+    );
   }
+
+  /** virtio-mem size moves, coalesced (memory_device_size_changed notifications). */
+  readonly sizeChanges: SizeChangeNotifier;
 
   // ---- lookups (from cache, no libvirt call) ----
 
@@ -128,9 +135,14 @@ export class VmRegistry {
     };
     // A virtio-mem device moved: memSize and the device's current size follow the live XML.
     l.memoryDeviceSizeChange = (ev) => {
-      if (this.manages(ev.domain)) {
-        this.background(this.refresh(ev.domain), 'refresh after memory-device size change', ev.domain.uuid);
-      }
+      if (!this.manages(ev.domain)) return;
+      const uuid = ev.domain.uuid.toLowerCase();
+      const refreshed = this.refresh(ev.domain).then((vm) => {
+        const dev = vm?.dom.virtioMem.find((v) => v.alias === ev.alias);
+        if (dev)
+          this.sizeChanges.report(uuid, { alias: ev.alias, requested: dev.requested, current: dev.current });
+      });
+      this.background(refreshed, 'refresh after memory-device size change', uuid);
     };
     l.disconnected = (err) =>
       this.log.warn({ err: err.message }, 'libvirt connection lost; waiting for reconnect');

@@ -12,6 +12,8 @@ import {
   HotplugParams,
   HotunplugParams,
   NoParams,
+  ResizeMemoryDeviceParams,
+  ResizeResult,
   SetMemoryParams,
   SetMemoryResult,
   UnplugResult,
@@ -129,6 +131,42 @@ function stubMethods() {
         dimms = dimms.filter((d) => d.alias !== alias);
         server.notify(`|virt|device_removed|${VM}`, { alias, memSize: stats().memSize, late: false });
         return { status: 'removed' as const, alias, memSize: stats().memSize, memGuaranteedSize: 512 };
+      },
+    }),
+    defineMethod({
+      name: 'VM.resizeMemoryDevice',
+      summary: 'stub',
+      params: ResizeMemoryDeviceParams,
+      result: ResizeResult,
+      handler: async (p) => {
+        record('VM.resizeMemoryDevice', p);
+        knownVm(p.vmID);
+        const dev = dimms.find((d) => d.alias === p.alias);
+        if (!dev) throw fail(ErrorCode.HOTUNPLUG_FAILED, 'no such device', { reason: 'device-not-found' });
+        if (p.requested === 2) {
+          throw fail(
+            ErrorCode.HOTUNPLUG_FAILED,
+            'virtio-mem ua-vm stopped moving at 64 MiB, requested 2 MiB',
+            {
+              reason: 'stalled',
+              alias: p.alias,
+              requested: 2,
+              current: 64,
+              requestedNow: 64,
+              onFailure: 'settle',
+            },
+          );
+        }
+        for (const step of [p.requested / 2, p.requested]) {
+          server.notify(`|virt|memory_device_size_changed|${VM}`, {
+            alias: p.alias,
+            requested: p.requested,
+            current: step,
+          });
+        }
+        dev.requested = p.requested;
+        dev.current = p.requested;
+        return { alias: p.alias, requested: p.requested, current: p.requested, memSize: 512 + p.requested };
       },
     }),
     defineMethod({
@@ -310,5 +348,57 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
     const r = await run('vm', 'plug', 'demo', '256MB');
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/unknown unit "MB"/);
+  });
+});
+
+describe('vm resize and virtio-mem in vm show', () => {
+  const vmem = (): Dimm => ({
+    model: 'virtio-mem',
+    alias: 'ua-vm',
+    size: 1024,
+    node: 0,
+    slot: -1,
+    base: '',
+    state: 'plugged',
+    requested: 0,
+    current: 0,
+    block: 2,
+    address: '0000:00:02.0',
+  });
+
+  it('vm show lists virtio-mem devices with maximum, requested, current and block', async () => {
+    dimms = [vmem()];
+    const show = await run('vm', 'show', 'demo');
+    expect(show.code).toBe(0);
+    expect(show.out).toMatch(/VIRTIO-MEM\s+MAX\s+REQUESTED\s+CURRENT\s+BLOCK\s+NODE\s+STATE/);
+    expect(show.out).toMatch(/ua-vm\s+1024 MiB\s+0 MiB\s+0 MiB\s+2 MiB\s+0\s+plugged/);
+    expect(show.out).not.toMatch(/No memory devices/);
+  });
+
+  it('vm resize sends MiB, prints progress from the size notifications, and the result', async () => {
+    dimms = [vmem()];
+    calls = [];
+    const r = await run('vm', 'resize', 'demo', 'ua-vm', '512MiB', '--timeout', '30', '--keep');
+    expect(r.code).toBe(0);
+    expect(calls.find((c) => c.method === 'VM.resizeMemoryDevice')?.params).toEqual({
+      vmID: VM,
+      alias: 'ua-vm',
+      requested: 512,
+      timeout: 30,
+      onFailure: 'keep',
+    });
+    expect(r.err).toMatch(/resizing ua-vm of demo: 0 MiB -> 512 MiB/);
+    expect(r.out).toMatch(/^Resized ua-vm of demo 0 MiB -> 512 MiB in [\d.]+ s: memory 1536 MiB -> 1024 MiB/);
+  });
+
+  it('a stalled resize exits 1 with the current reached and a hint', async () => {
+    dimms = [vmem()];
+    const r = await run('vm', 'resize', 'demo', 'ua-vm', '2');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/stopped moving at 64 MiB/);
+    expect(r.err).toMatch(/hint: .*unmovable/);
+    const unknown = await run('vm', 'resize', 'demo', 'ua-nope', '2');
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/no virtio-mem device "ua-nope".*\n.*ua-vm/);
   });
 });

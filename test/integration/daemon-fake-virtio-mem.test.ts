@@ -1,0 +1,103 @@
+// VM.resizeMemoryDevice against the fake libvirtd, for what a real guest does
+// not do on demand: a driver that moves too slowly for the deadline, one that
+// floods size changes (coalescing), one that never moves, a VM that stops
+// mid-resize.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { VirtioMemBehaviour } from '../fakes/fake-libvirtd.js';
+import type { Stats } from '../helpers/api-types.js';
+import { type FakeDaemon, FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
+import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
+
+let fake: FakeLibvirtd;
+let fd: FakeDaemon | undefined;
+let c: Client | undefined;
+
+beforeEach(async () => {
+  fake = await FakeLibvirtd.start();
+});
+afterEach(async () => {
+  await c?.close();
+  c = undefined;
+  await fd?.stop();
+  fd = undefined;
+  await fake.stop();
+});
+
+async function setup(behaviour: VirtioMemBehaviour, stallS = 1): Promise<{ c: Client; uuid: string }> {
+  const ref = fake.addDomain({
+    memoryMiB: 512,
+    virtioMem: [{ alias: 'ua-vm0', sizeMiB: 2048 }],
+    virtioMemBehaviour: behaviour,
+  });
+  fd = await startOnFake(fake, { config: `[memory]\nresize_stall_timeout = ${stallS}\n` });
+  c = await Client.connect(fd.daemon.url);
+  return { c, uuid: ref.uuid };
+}
+
+interface Resized {
+  alias: string;
+  requested: number;
+  current: number;
+  memSize: number;
+}
+
+describe('VM.resizeMemoryDevice on the fake', () => {
+  it('a driver too slow for the deadline: 85 timeout with the current reached, requested settled there', async () => {
+    const { c, uuid } = await setup({ mode: 'follow', stepMiB: 2, stepMs: 100 }, 30);
+    const e = await expectRpcError(
+      c.call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 1024, timeout: 1 }),
+    );
+    expect(e.code).toBe(85);
+    const data = e.error.data as { reason: string; current: number; requestedNow: number; requested: number };
+    expect(data.reason).toBe('timeout');
+    expect(data.requested).toBe(1024);
+    expect(data.current).toBeGreaterThan(0);
+    expect(data.current).toBeLessThan(1024);
+    const [dev] = fake.getVirtioMem(uuid);
+    // Settled: the fake guest is asked for what it had when the call gave up (it may have moved one more step).
+    expect(dev?.requestedMiB).toBe(data.requestedNow);
+    expect(Math.abs(data.requestedNow - data.current)).toBeLessThanOrEqual(2);
+  });
+
+  it('floods of size changes are coalesced, in order, ending at the requested size, then the final VM_status', async () => {
+    const { c, uuid } = await setup({ mode: 'follow', stepMiB: 2, stepMs: 2 });
+    const mark = c.notifications.length;
+    const t0 = performance.now();
+    const r = await c.call<Resized>('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 512 });
+    const seconds = (performance.now() - t0) / 1000;
+    expect(r).toEqual({ alias: 'ua-vm0', requested: 512, current: 512, memSize: 1024 });
+    const notes = c.notifications.slice(mark).filter((n) => n.method.endsWith(uuid));
+    const sizes = notes
+      .filter((n) => n.method.startsWith('|virt|memory_device_size_changed|'))
+      .map((n) => (n.params as { current: number }).current);
+    // 256 moves of 2 MiB; at most one notification per 250 ms plus the first and the last.
+    expect(sizes.length).toBeLessThanOrEqual(Math.ceil(seconds / 0.25) + 2);
+    expect(sizes.length).toBeLessThan(256);
+    for (let i = 1; i < sizes.length; i++) expect(sizes[i]!).toBeGreaterThan(sizes[i - 1]!);
+    expect(sizes.at(-1)).toBe(512);
+    const last = notes.at(-1)!;
+    expect(last.method).toBe(`|virt|VM_status|${uuid}`);
+    expect((last.params as Stats).memSize).toBe(1024);
+  });
+
+  it('a driver that never moves: stalled after the stall period, current unchanged, requested settled back', async () => {
+    const { c, uuid } = await setup({ mode: 'silent' }, 1);
+    const e = await expectRpcError(
+      c.call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 256, timeout: 60 }),
+    );
+    expect([e.code, e.reason]).toEqual([85, 'stalled']);
+    expect(e.error.data).toMatchObject({ alias: 'ua-vm0', requested: 256, current: 0, requestedNow: 0 });
+    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+  });
+
+  it('the VM stops mid-resize: 85 vm-gone at once, not at the deadline', async () => {
+    const { c, uuid } = await setup({ mode: 'follow', stepMiB: 2, stepMs: 50 }, 30);
+    const p = expectRpcError(
+      c.call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 1024, timeout: 300 }),
+    );
+    await c.waitForNotification((n) => n.method === `|virt|memory_device_size_changed|${uuid}`);
+    fake.destroyDomain(uuid);
+    const e = await p;
+    expect([e.code, e.reason]).toEqual([85, 'vm-gone']);
+  });
+});
