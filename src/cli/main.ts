@@ -22,6 +22,12 @@ export async function main(
   const err = (s: string): void => {
     io.stderr.write(`vmhost-client: ${s}\n`);
   };
+  // --json promises {"error":…} on stdout for every failure, even one found
+  // before the options were fully parsed.
+  const wantsJson = (): boolean => global?.json ?? argv.includes('--json');
+  const jsonError = (kind: string, fields: Record<string, unknown>): void => {
+    if (wantsJson()) io.stdout.write(`${JSON.stringify({ error: { kind, ...fields } })}\n`);
+  };
   let global: GlobalOptions | undefined;
   let client: RpcClient | undefined;
   try {
@@ -44,11 +50,13 @@ export async function main(
     return await runCommand(client, parsed.command, global, io);
   } catch (e) {
     if (e instanceof UsageError) {
+      jsonError('usage', { message: e.message });
       err(e.message);
       io.stderr.write('(see: vmhost-client --help)\n');
       return EXIT.USAGE;
     }
     if (e instanceof ConnectError) {
+      jsonError('connect', { message: e.message });
       err(e.message);
       return EXIT.CONNECT;
     }
@@ -61,19 +69,18 @@ export async function main(
             ? 'hot plug'
             : e.method;
       const x = explainRpcError(e, what === e.method ? describeCommand(argv) : what);
-      if (global?.json) {
-        io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, data: e.data } })}\n`);
-      }
+      jsonError('rpc', { code: e.code, message: e.message, data: e.data });
       err(x.message);
       if (x.hint) io.stderr.write(`  hint: ${x.hint}\n`);
       return EXIT.FAILED;
     }
     if (e instanceof OperationError) {
-      if (global?.json) io.stdout.write(`${JSON.stringify({ error: { message: e.message } })}\n`);
+      jsonError('operation', { message: e.message });
       err(e.message);
       if (e.hint) io.stderr.write(`  hint: ${e.hint}\n`);
       return EXIT.FAILED;
     }
+    jsonError('unexpected', { message: e instanceof Error ? e.message : String(e) });
     err(`unexpected error: ${e instanceof Error ? e.message : String(e)}`);
     return EXIT.FAILED;
   } finally {

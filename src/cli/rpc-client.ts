@@ -50,9 +50,13 @@ function describeConnectError(url: string, err: Error): string {
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-      return `${base}: the daemon's certificate is not trusted (${code}; pass its CA with --tls-ca)`;
+      return `${base}: unknown CA: the daemon's certificate is not signed by a CA this client trusts (${code}; pass its CA with --tls-ca)`;
+    case 'CERT_HAS_EXPIRED':
+      return `${base}: expired: the daemon's certificate has expired (${code})`;
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      return `${base}: the daemon's certificate does not name this host (${err.message.split('\n')[0]})`;
+      return `${base}: hostname mismatch: the daemon's certificate does not name this host (${err.message.split('\n')[0]})`;
+    case 'CLIENT_CERT_REFUSED':
+      return `${base}: ${err.message}${/no client certificate/.test(err.message) ? ' (pass --tls-cert and --tls-key)' : " (pass --tls-cert/--tls-key signed by the daemon's CA)"}`;
     default: {
       const msg = err.message.split('\n')[0] ?? String(err);
       if (/alert certificate required/.test(msg)) {
@@ -124,9 +128,27 @@ export class RpcClient {
       };
       ws.once('error', onError);
       ws.once('unexpected-response', (_req, res) => {
-        onError(
-          new Error(`HTTP ${res.statusCode} ${res.statusMessage ?? ''} (is the path /jsonrpc?)`.trim()),
-        );
+        // The daemon says why in the body (a refused client certificate, a
+        // refused Origin/Host); read a little of it.
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (body.length < 500) body += chunk;
+        });
+        const done = () => {
+          const text = body.trim().split('\n')[0] ?? '';
+          const cert = /^client certificate refused: (.*)$/.exec(text);
+          if (res.statusCode === 403 && cert) {
+            const err = new Error(`the daemon refused the client certificate: ${cert[1]}`);
+            (err as NodeJS.ErrnoException).code = 'CLIENT_CERT_REFUSED';
+            onError(err);
+            return;
+          }
+          const why = text !== '' ? `: ${text.slice(0, 200)}` : ' (is the path /jsonrpc?)';
+          onError(new Error(`HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim() + why));
+        };
+        res.once('end', done);
+        res.once('error', done);
       });
       ws.once('open', () => {
         ws.off('error', onError);

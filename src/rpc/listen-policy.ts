@@ -72,3 +72,41 @@ export function checkPlainListen(host: string, allowInsecure: boolean): boolean 
   }
   return true;
 }
+
+/**
+ * Why a TLS client's certificate is refused, or null if it is fine. The
+ * server completes the handshake and answers this as an HTTP 403 instead of
+ * aborting the handshake: clients then get a reason they can show (a TLS
+ * 1.3 abort after the client's Finished reaches them as "socket hang up").
+ */
+export function clientCertProblem(socket: {
+  authorized: boolean;
+  authorizationError?: Error | string | null;
+  getPeerCertificate(): object | null;
+}): { code: string; text: string } | null {
+  if (socket.authorized) return null;
+  const cert = socket.getPeerCertificate();
+  if (cert === null || Object.keys(cert).length === 0) {
+    return { code: 'NO_CLIENT_CERT', text: 'no client certificate was sent' };
+  }
+  const e = socket.authorizationError;
+  const code =
+    (typeof e === 'string' ? e : ((e as NodeJS.ErrnoException | null)?.code ?? e?.message)) ?? 'UNKNOWN';
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return { code, text: 'the client certificate has expired' };
+    case 'CERT_NOT_YET_VALID':
+      return { code, text: 'the client certificate is not valid yet' };
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+      return { code, text: 'the client certificate is signed by a CA the daemon does not trust (tls.ca)' };
+    case 'INVALID_PURPOSE':
+      return { code, text: 'the certificate is not for TLS clients (extendedKeyUsage lacks clientAuth)' };
+    default:
+      return { code, text: `the client certificate was refused (${code})` };
+  }
+}

@@ -21,7 +21,13 @@ import { type Caller, DEFAULT_MAX_BATCH_ENTRIES, Dispatcher } from './dispatcher
 import { RpcErrorCode } from './errors.js';
 import { EventJournal, type PublishOptions, parseResumePoint } from './event-journal.js';
 import { DEFAULT_MAX_BODY_BYTES, type HttpRoute, type HttpRouteContext, routeMatches } from './http-route.js';
-import { checkPlainListen, type LoadedTls, loadTls, type TlsOptions } from './listen-policy.js';
+import {
+  checkPlainListen,
+  clientCertProblem,
+  type LoadedTls,
+  loadTls,
+  type TlsOptions,
+} from './listen-policy.js';
 import type { MethodSpec } from './method.js';
 import type { RpcObserver } from './observer.js';
 import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
@@ -269,7 +275,8 @@ export class RpcServer {
           ca: tls.ca,
           minVersion: 'TLSv1.2',
           requestCert: tls.requireClientCert,
-          rejectUnauthorized: tls.requireClientCert,
+          // Verified by us after the handshake, to answer a reason (see clientCertProblem).
+          rejectUnauthorized: false,
           handshakeTimeout: limits.handshakeTimeoutMs,
         })
       : createHttpServer(httpOpts);
@@ -469,6 +476,7 @@ export class RpcServer {
         socket.destroy();
       }
     });
+    if (this.tls?.requireClientCert) this.checkClientCerts();
     if (this.tls) {
       this.http.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
         this.log.info(
@@ -480,11 +488,42 @@ export class RpcServer {
     }
   }
 
+  /**
+   * Every TLS connection passes here before HTTP or STOMP sees it: one whose
+   * client certificate is missing or not valid for tls.ca gets an HTTP 403
+   * naming why, and nothing else.
+   */
+  private checkClientCerts(): void {
+    const inner = this.http.listeners('secureConnection') as ((s: TLSSocket) => void)[];
+    this.http.removeAllListeners('secureConnection');
+    this.http.on('secureConnection', (socket: TLSSocket) => {
+      const problem = clientCertProblem(socket);
+      if (problem === null) {
+        for (const h of inner) h.call(this.http, socket);
+        return;
+      }
+      this.log.warn(
+        { remote: socket.remoteAddress, code: problem.code, problem: problem.text },
+        'client certificate refused',
+      );
+      this.observer.refused?.('tls');
+      socket.on('error', () => {});
+      const body = `client certificate refused: ${problem.text} [${problem.code}]\n`;
+      // Keep reading (the client's request) so closing does not reset the answer away.
+      socket.resume();
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      setTimeout(() => socket.destroy(), 2000).unref();
+    });
+  }
+
   /** The Origin/Host policy for any request; logs and returns the reason when refused. */
   private refusedByOrigin(req: IncomingMessage, socket: Socket, path: string | null): string | null {
     const origin = req.headers.origin;
     const reason = this.origins.refusal({ origin, host: req.headers.host });
     if (reason !== null) {
+      this.observer.refused?.('origin');
       this.log.warn(
         {
           remote: socket.remoteAddress,

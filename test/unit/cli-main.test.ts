@@ -266,6 +266,7 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
     expect(j.code).toBe(1);
     expect(JSON.parse(j.out)).toEqual({
       error: {
+        kind: 'rpc',
         code: 85,
         message: 'unplug of device was rejected by the guest',
         data: { reason: 'guest-rejected' },
