@@ -106,13 +106,19 @@ export class EventJournal {
       bootId: this.bootId,
       time: this.now(),
       method,
-      params,
+      // Read back from the text when asked (Host.getEvents): a kept entry
+      // holds one string, not the params' objects too.
+      get params(): unknown {
+        return (JSON.parse(text) as { params: unknown }).params;
+      },
       text,
       hold: opts.hold === true,
       heard: listeners > 0,
     };
     this.entries.push(entry);
-    this.prune();
+    // Pruned in batches (every read prunes exactly first): dropping one entry
+    // per notification moved the whole array each time once it was full.
+    if (this.entries.length > this.maxEntries + (this.maxEntries >> 4)) this.prune();
     if (entry.hold && !entry.heard) {
       this.log?.info({ method, seq }, 'notification kept for clients that connect later (nobody listening)');
     }
