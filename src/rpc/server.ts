@@ -197,6 +197,7 @@ export class RpcServer {
         perAddress: this.limits.maxPendingPerAddress,
       },
       this.log,
+      (why) => this.observer.refused?.(why),
     );
     this.origins = new OriginPolicy({
       listenHost: opts.host,

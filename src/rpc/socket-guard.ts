@@ -82,6 +82,8 @@ export class SocketGuard {
   constructor(
     private readonly limits: SocketGuardLimits,
     private readonly log: Logger,
+    /** Told of each socket closed here (metrics): no first byte in time, or no room. */
+    private readonly onDrop: (why: 'timeout' | 'limits') => void = () => {},
   ) {}
 
   /** Pre-WebSocket sockets held now (served + tarpitted). */
@@ -121,6 +123,7 @@ export class SocketGuard {
       t.timer = undefined;
       if (socket.bytesRead === 0) {
         this.count('firstByteTimeout');
+        this.onDrop('timeout');
         socket.destroy();
       }
     }, this.limits.firstByteMs);
@@ -141,6 +144,7 @@ export class SocketGuard {
     if (parked) {
       if (this.served.size >= this.limits.maxPending) {
         this.count('tarpitRequest');
+        this.onDrop('limits');
         this.release(raw);
         socket.destroy();
         return false;
@@ -183,6 +187,7 @@ export class SocketGuard {
     // A demoted socket that already sent bytes (slow headers, kept alive) is
     // not waiting for its first byte: nothing would ever close it here.
     if (t.socket.bytesRead > 0) {
+      this.onDrop('limits');
       this.release(t.socket);
       t.socket.destroy();
     }
@@ -192,6 +197,7 @@ export class SocketGuard {
         this.release(oldest.socket);
         oldest.socket.destroy();
         this.count('tarpitFull');
+        this.onDrop('limits');
       }
     }
   }

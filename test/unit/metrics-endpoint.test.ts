@@ -2,7 +2,9 @@
 // plain loopback listener; the rpc hooks counting requests and refusals.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +82,31 @@ describe('/metrics on the daemon listener', () => {
     await c.close();
     await waitFor('the client to be gone', () => server.connectionCount() === 0);
     expect((await scrape(url)).value('vmhostd_clients', { transport: 'ws' })).toBe(0);
+  });
+
+  it('counts requests refused for their Origin (origin)', async () => {
+    const before = (await scrape(url)).value('vmhostd_connections_refused_total', { reason: 'origin' });
+    const status = await new Promise<number>((resolvePromise, reject) => {
+      const req = httpRequest(url, { headers: { Origin: 'http://evil.example' } }, (res) => {
+        res.resume();
+        resolvePromise(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(403);
+    const s = await scrape(url);
+    expect(s.value('vmhostd_connections_refused_total', { reason: 'origin' })).toBe(before + 1);
+  });
+
+  it('counts sockets dropped for sending nothing in time (timeout)', async () => {
+    const m = new DaemonMetrics({ version: 't' });
+    const s2 = await serve(m, logs, { logger: logs.logger, limits: { firstByteTimeoutMs: 100 } });
+    const sock = netConnect(s2.address().port, '127.0.0.1');
+    await new Promise((r) => sock.once('close', r));
+    const s = await Scrape.parse(await m.render());
+    expect(s.value('vmhostd_connections_refused_total', { reason: 'timeout' })).toBe(1);
+    await s2.close({ drainMs: 100 });
   });
 
   it('a failing collector answers 500 and logs, the listener goes on', async () => {
