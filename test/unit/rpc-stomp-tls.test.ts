@@ -57,10 +57,17 @@ describe('STOMP over mutual TLS', () => {
     await engine.close();
   });
 
-  it('refuses a STOMP client without a certificate at the TLS handshake', async () => {
+  it('refuses a STOMP client without a certificate: no CONNECTED, nothing served', async () => {
     await expect(
       EngineStompClient.connect(port, { tls: { ca: readFileSync(pki('ca.pem')), servername: 'localhost' } }),
     ).rejects.toThrow();
+    const raw = await RawStomp.connect(port, { ca: readFileSync(pki('ca.pem')), servername: 'localhost' });
+    raw.send(
+      `${CONNECT()}SEND\ndestination:jms.topic.vdsm_requests\n\n{"jsonrpc":"2.0","id":1,"method":"Echo.add","params":{"a":1,"b":1}}\0`,
+    );
+    await raw.whenClosed();
+    expect(raw.text).not.toContain('CONNECTED');
+    expect(raw.text).not.toContain('MESSAGE');
     expect(server.connectionCount()).toBe(0);
   });
 
