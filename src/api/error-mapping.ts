@@ -9,6 +9,7 @@ const codeByKind: Record<Exclude<VirtError['kind'], 'invalid'>, number> = {
   migrating: ErrorCode.MIGRATING,
   hotplug: ErrorCode.HOTPLUG_FAILED,
   hotunplug: ErrorCode.HOTUNPLUG_FAILED,
+  'shutting-down': ErrorCode.SERVER_BUSY,
 };
 
 /** Rethrows a VirtError as the RpcError engines expect; anything else unchanged. */

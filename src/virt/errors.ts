@@ -1,7 +1,13 @@
 // Errors of the domain layer. The API layer maps `kind` to a JSON-RPC code
 // and passes `reason` and `details` on as error data.
 
-export type VirtErrorKind = 'no-such-vm' | 'migrating' | 'hotplug' | 'hotunplug' | 'invalid';
+export type VirtErrorKind =
+  | 'no-such-vm'
+  | 'migrating'
+  | 'hotplug'
+  | 'hotunplug'
+  | 'invalid'
+  | 'shutting-down';
 
 export type HotplugReason = 'libvirt-error' | 'no-free-slot' | 'not-running';
 

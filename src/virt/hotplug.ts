@@ -1,32 +1,67 @@
-// Hot plug of one DIMM (DESIGN section 4): validated against the cached live
-// state, attached LIVE in the next free slot, confirmed by re-reading the XML.
+// Hot plug of one DIMM (docs/design.md, "Operations"): validated against the
+// cached live state, attached LIVE in the next free slot, confirmed by
+// re-reading the XML through the VM's worker.
 
 import { randomUUID } from 'node:crypto';
 import { DomainAffect } from '../libvirt/types.js';
 import { checkGuaranteed, checkRunning } from './checks.js';
 import { buildAttachDimmXml, isUserAlias } from './dimm-xml.js';
-import { kibToMiB } from './domain-xml.js';
+import { kibToMiB, type ParsedDomain } from './domain-xml.js';
 import { invalid, VirtError } from './errors.js';
 import { errMessage, libvirtDetails } from './libvirt-errors.js';
 import { updateNextRun } from './next-run.js';
 import type { OpContext, OpLog } from './op-context.js';
 import type { HotplugSpec } from './types.js';
 import type { VmRecord } from './vm-record.js';
+import type { VmWorker } from './vm-worker.js';
 
-/** Runs inside the VM's serial worker. */
+interface PlugPlan {
+  alias: string;
+  slot: number;
+  sizeKiB: number;
+}
+
+/** Runs as one of the VM's operations. */
 export async function plugOne(
   ctx: OpContext,
-  uuid: string,
+  w: VmWorker,
   mem: HotplugSpec,
   guaranteed: number | undefined,
   op: OpLog,
   nextRun: boolean,
-): Promise<VmRecord> {
-  const { client, registry } = ctx;
-  const vm = registry.require(uuid);
+): Promise<Readonly<VmRecord>> {
+  const vm = w.require();
   checkRunning(vm, 'hotplug');
-  const dom = vm.dom;
-  const align = ctx.opts.dimmAlignmentMiB;
+  const plan = planPlug(vm.dom, mem, ctx.opts.dimmAlignmentMiB);
+  if (guaranteed !== undefined) checkGuaranteed(guaranteed, vm.dom.memory + mem.size, 'memGuaranteedSize');
+  const nextRunMatch = nextRun && vm.persistent && vm.inactiveMemoryKiB === vm.dom.memoryKiB;
+
+  await attach(ctx, vm, mem, plan, op);
+  const after = await confirmAttached(w, plan.alias);
+  op('attached', { alias: plan.alias, slot: plan.slot, memSize: after.dom.memory });
+  if (guaranteed !== undefined) {
+    // The DIMM is attached whatever happens to this write: a failure is logged,
+    // and the value is written with the VM's next metadata write.
+    await w
+      .setGuaranteed(guaranteed)
+      .catch((err: unknown) => op('metadata update failed', libvirtDetails(err)));
+  }
+  if (nextRunMatch && after.inactiveMemoryKiB !== null) {
+    const r = await updateNextRun(
+      ctx.client,
+      after,
+      after.inactiveMemoryKiB + plan.sizeKiB,
+      new Map([[mem.node, plan.sizeKiB]]),
+      null,
+      op,
+    );
+    if (r) w.nextRunUpdated(r.inactiveMemoryKiB, r.nextRunGuaranteed);
+  }
+  return w.require();
+}
+
+/** Checks the request against the live definition and picks the alias and slot. */
+function planPlug(dom: ParsedDomain, mem: HotplugSpec, align: number): PlugPlan {
   if (!Number.isSafeInteger(mem.size) || mem.size <= 0 || mem.size % align !== 0) {
     throw invalid(
       'memory.size',
@@ -65,45 +100,35 @@ export async function plugOne(
     );
   }
   const used = new Set(dom.dimms.map((d) => d.slot));
-  let slot = -1;
-  for (let s = 0; s < dom.slots; s++) {
-    if (!used.has(s)) {
-      slot = s;
-      break;
-    }
+  let slot = 0;
+  while (slot < dom.slots && used.has(slot)) slot++;
+  if (slot === dom.slots) {
+    throw new VirtError('hotplug', 'no-free-slot', `all ${dom.slots} memory slots are in use`);
   }
-  if (slot < 0) throw new VirtError('hotplug', 'no-free-slot', `all ${dom.slots} memory slots are in use`);
-  const newMem = dom.memory + mem.size;
-  if (guaranteed !== undefined) checkGuaranteed(guaranteed, newMem, 'memGuaranteedSize');
+  return { alias, slot, sizeKiB };
+}
 
-  const nextRunMatch = vm.persistent && vm.inactiveMemoryKiB === dom.memoryKiB;
-  const xml = buildAttachDimmXml({ sizeMiB: mem.size, node: mem.node, alias, slot });
-  op('attach requested', { alias, slot });
+async function attach(
+  ctx: OpContext,
+  vm: Readonly<VmRecord>,
+  mem: HotplugSpec,
+  plan: PlugPlan,
+  op: OpLog,
+): Promise<void> {
+  const xml = buildAttachDimmXml({ sizeMiB: mem.size, node: mem.node, alias: plan.alias, slot: plan.slot });
+  op('attach requested', { alias: plan.alias, slot: plan.slot });
   try {
-    await client.attachDeviceFlags(vm.ref, xml, DomainAffect.LIVE);
+    await ctx.client.attachDeviceFlags(vm.ref, xml, DomainAffect.LIVE);
   } catch (err) {
     op('attach failed', libvirtDetails(err));
     throw new VirtError('hotplug', 'libvirt-error', `attach failed: ${errMessage(err)}`, libvirtDetails(err));
   }
-  const after = await registry.refresh(vm.ref);
+}
+
+async function confirmAttached(w: VmWorker, alias: string): Promise<Readonly<VmRecord>> {
+  const after = await w.reload();
   if (!after?.dom.dimms.some((d) => d.alias === alias)) {
     throw new VirtError('hotplug', 'libvirt-error', `DIMM ${alias} is not in the live XML after attach`);
   }
-  op('attached', { alias, slot, memSize: after.dom.memory });
-  if (guaranteed !== undefined) {
-    after.meta.guaranteedMiB = guaranteed;
-    await registry.persistMeta(after);
-  }
-  if (nextRun && nextRunMatch && after.inactiveMemoryKiB !== null) {
-    await updateNextRun(
-      client,
-      after,
-      after.inactiveMemoryKiB + sizeKiB,
-      new Map([[mem.node, sizeKiB]]),
-      null,
-      op,
-    );
-  }
-  registry.publish(after);
   return after;
 }

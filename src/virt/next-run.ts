@@ -1,5 +1,5 @@
 // Keeps a persistent domain's next-run definition in step with a live memory
-// change (DESIGN section 1).
+// change (docs/design.md, "The feature").
 
 import { DomainAffect, DomainXmlFlags, type LibvirtApi, MetadataType } from '../libvirt/types.js';
 import { kibToMiB } from './domain-xml.js';
@@ -9,19 +9,22 @@ import { editInactiveMemory } from './next-run-xml.js';
 import type { OpLog } from './op-context.js';
 import type { VmRecord } from './vm-record.js';
 
-/** Rewrites the next-run definition's memory (and guaranteed when given). Failures are logged, not thrown: the live change stands. */
+/**
+ * Rewrites the next-run definition's memory (and guaranteed when given) and
+ * returns what it now holds, for the VM's worker to record. Failures are
+ * logged, not thrown (null): the live change stands.
+ */
 export async function updateNextRun(
   client: LibvirtApi,
-  vm: VmRecord,
+  vm: Readonly<VmRecord>,
   totalKiB: number,
   nodeDeltasKiB: ReadonlyMap<number, number>,
   guaranteed: number | null,
   op: OpLog,
-): Promise<void> {
+): Promise<{ inactiveMemoryKiB: number; nextRunGuaranteed: number | null } | null> {
   try {
     const xml = await client.getXMLDesc(vm.ref, DomainXmlFlags.INACTIVE | DomainXmlFlags.SECURE);
     await client.defineXML(editInactiveMemory(xml, { totalKiB, nodeDeltasKiB }));
-    vm.inactiveMemoryKiB = totalKiB;
     const nextMiB = kibToMiB(totalKiB);
     const g = guaranteed ?? (vm.nextRunGuaranteed !== null ? Math.min(vm.nextRunGuaranteed, nextMiB) : null);
     if (g !== null && g !== vm.nextRunGuaranteed) {
@@ -35,10 +38,11 @@ export async function updateNextRun(
         METADATA_URI,
         DomainAffect.CONFIG,
       );
-      vm.nextRunGuaranteed = g;
     }
     op('next-run configuration updated', { nextRunMemoryKiB: totalKiB, nextRunGuaranteed: g });
+    return { inactiveMemoryKiB: totalKiB, nextRunGuaranteed: g ?? vm.nextRunGuaranteed };
   } catch (err) {
     op('next-run configuration update failed', libvirtDetails(err));
+    return null;
   }
 }

@@ -2,21 +2,13 @@
 // logger of its steps.
 
 import { randomUUID } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { LibvirtApi } from '../libvirt/types.js';
-import type { DeviceWaiters } from './device-waiters.js';
-import type { VmManagerEvents } from './types.js';
-import type { VmRegistry } from './vm-registry.js';
 
 export type OpLog = (step: string, extra?: Record<string, unknown>) => void;
 
 export interface OpContext {
   client: LibvirtApi;
-  registry: VmRegistry;
-  waiters: DeviceWaiters;
-  /** The manager, which emits the operation's device events. */
-  events: EventEmitter<VmManagerEvents>;
   opts: {
     readonly unplugTimeoutMs: number;
     readonly dimmAlignmentMiB: number;

@@ -1,5 +1,5 @@
 // "Set memory to X" planner of the oVirt Hot Unplug Memory feature page
-// (DESIGN section 1): which DIMMs to unplug, or what to plug.
+// (docs/design.md, "The feature"): which DIMMs to unplug, or what to plug.
 
 import { invalid } from './errors.js';
 

@@ -1,5 +1,6 @@
-// "Set memory to X" (DESIGN sections 1 and 4): the planner's unplugs or one
-// hot plug, then guaranteed memory and the next-run definition.
+// "Set memory to X" (docs/design.md, "The feature" and "Operations"): the
+// planner's unplugs or one hot plug, then guaranteed memory and the next-run
+// definition.
 
 import { checkGuaranteed, checkRunning } from './checks.js';
 import { kibToMiB, type ParsedDimm } from './domain-xml.js';
@@ -9,28 +10,75 @@ import { unplugOne } from './hotunplug.js';
 import { libvirtDetails } from './libvirt-errors.js';
 import { updateNextRun } from './next-run.js';
 import type { OpContext, OpLog } from './op-context.js';
-import { bytesToMiB, planMemory } from './planner.js';
+import { bytesToMiB, type MemoryPlan, planMemory } from './planner.js';
 import type { SetMemoryResult } from './types.js';
-import { deviceState, hasAlias, isHotplugged } from './vm-record.js';
+import { deviceState, hasAlias, isHotplugged, type VmRecord } from './vm-record.js';
+import type { VmWorker } from './vm-worker.js';
 
-/** Runs inside the VM's serial worker; the request's numbers are already validated. */
+interface Request {
+  requested: number;
+  guaranteed: number | undefined;
+  timeoutMs: number;
+}
+
+interface Changes {
+  unplugged: { alias: string; size: number }[];
+  failed: { alias: string; reason: string }[];
+  /** KiB added (positive) or removed (negative) per NUMA node. */
+  nodeDeltas: Map<number, number>;
+  /** Whether the live memory changed at all. */
+  changed: boolean;
+}
+
+/** Runs as one of the VM's operations; the request's numbers are already validated. */
 export async function setMemoryNow(
   ctx: OpContext,
-  uuid: string,
+  w: VmWorker,
   memoryBytes: number,
   opts: { guaranteedBytes?: number; timeoutMs?: number },
   op: OpLog,
 ): Promise<SetMemoryResult> {
-  const { registry } = ctx;
-  let vm = registry.require(uuid);
-  checkRunning(vm, 'hotunplug');
-  const requested = bytesToMiB(memoryBytes);
-  const guaranteed = opts.guaranteedBytes === undefined ? undefined : bytesToMiB(opts.guaranteedBytes);
-  const before = vm.dom;
-  const nextRunMatch = vm.persistent && vm.inactiveMemoryKiB === before.memoryKiB;
-  const plan = planMemory(
-    before.memory,
-    before.dimms.filter(hasAlias).map((d) => ({
+  const before = w.require();
+  checkRunning(before, 'hotunplug');
+  const req: Request = {
+    requested: bytesToMiB(memoryBytes),
+    guaranteed: opts.guaranteedBytes === undefined ? undefined : bytesToMiB(opts.guaranteedBytes),
+    timeoutMs: opts.timeoutMs ?? ctx.opts.unplugTimeoutMs,
+  };
+  const nextRunMatch = before.persistent && before.inactiveMemoryKiB === before.dom.memoryKiB;
+  const plan = planFor(ctx, before, memoryBytes);
+  op('planned', {
+    current: before.dom.memory,
+    requested: req.requested,
+    plan: plan.kind,
+    ...(plan.kind === 'decrease' ? { unplug: plan.unplug } : {}),
+  });
+  const changes =
+    plan.kind === 'decrease'
+      ? await unplugPlanned(ctx, w, plan, req, op)
+      : plan.kind === 'increase'
+        ? await plugIncrease(ctx, w, before, plan.plugSize, req, op)
+        : { unplugged: [], failed: [], nodeDeltas: new Map(), changed: true };
+
+  const g = await settleGuaranteed(w, req, op);
+  const nextRun = await nextRunAfter(ctx, w, req, changes, nextRunMatch, g, op);
+  const vm = w.require();
+  const { unplugged, failed } = changes;
+  const result = {
+    memSize: vm.dom.memory,
+    memGuaranteedSize: vm.stats.memGuaranteedSize,
+    unplugged,
+    failed,
+    nextRun,
+  };
+  op('done', { ...result });
+  return result;
+}
+
+function planFor(ctx: OpContext, vm: Readonly<VmRecord>, memoryBytes: number): MemoryPlan {
+  return planMemory(
+    vm.dom.memory,
+    vm.dom.dimms.filter(hasAlias).map((d) => ({
       alias: d.alias,
       size: d.size,
       state: deviceState(vm, d.alias),
@@ -39,76 +87,95 @@ export async function setMemoryNow(
     memoryBytes,
     ctx.opts.dimmAlignmentMiB,
   );
-  op('planned', {
-    current: before.memory,
-    requested,
-    plan: plan.kind,
-    ...(plan.kind === 'decrease' ? { unplug: plan.unplug } : {}),
-  });
-  const unplugged: { alias: string; size: number }[] = [];
-  const failed: { alias: string; reason: string }[] = [];
-  const nodeDeltas = new Map<number, number>();
+}
 
-  if (plan.kind === 'decrease') {
-    if (plan.unplug.length === 0) {
-      throw new VirtError(
-        'hotunplug',
-        'no-suitable-device',
-        `no hot-plugged DIMM (or set of them) fits a decrease of ${plan.decrement} MiB`,
-        { decrement: plan.decrement },
-      );
-    }
-    for (const pick of plan.unplug) {
-      const cur = registry.get(uuid);
-      const dimm = cur?.dom.dimms.find((d): d is ParsedDimm & { alias: string } => d.alias === pick.alias);
-      if (!cur || !dimm) {
-        failed.push({ alias: pick.alias, reason: cur ? 'device-not-found' : 'vm-gone' });
-        continue;
-      }
-      try {
-        await unplugOne(ctx, cur, dimm, {
-          guaranteed: undefined,
-          timeoutMs: opts.timeoutMs ?? ctx.opts.unplugTimeoutMs,
-          nextRun: false,
-          op: (step, extra) => op(step, { alias: pick.alias, ...extra }),
-        });
-        unplugged.push(pick);
-        nodeDeltas.set(dimm.node, (nodeDeltas.get(dimm.node) ?? 0) - dimm.sizeKiB);
-      } catch (err) {
-        if (!(err instanceof VirtError)) throw err;
-        failed.push({ alias: pick.alias, reason: err.reason });
-      }
-    }
-  } else if (plan.kind === 'increase') {
-    const node = before.numaCells[0]?.id ?? 0;
-    if (guaranteed !== undefined) checkGuaranteed(guaranteed, requested, 'guaranteed');
-    await plugOne(ctx, uuid, { size: plan.plugSize, node }, undefined, op, false);
-    nodeDeltas.set(node, plan.plugSize * 1024);
+/** The planner's unplugs, one after the other; a failed one is reported, not thrown. */
+async function unplugPlanned(
+  ctx: OpContext,
+  w: VmWorker,
+  plan: MemoryPlan & { kind: 'decrease' },
+  req: Request,
+  op: OpLog,
+): Promise<Changes> {
+  if (plan.unplug.length === 0) {
+    throw new VirtError(
+      'hotunplug',
+      'no-suitable-device',
+      `no hot-plugged DIMM (or set of them) fits a decrease of ${plan.decrement} MiB`,
+      { decrement: plan.decrement },
+    );
   }
+  const changes: Changes = { unplugged: [], failed: [], nodeDeltas: new Map(), changed: false };
+  for (const pick of plan.unplug) {
+    const cur = w.record;
+    const dimm = cur?.dom.dimms.find((d): d is ParsedDimm & { alias: string } => d.alias === pick.alias);
+    if (!cur || !dimm) {
+      changes.failed.push({ alias: pick.alias, reason: cur ? 'device-not-found' : 'vm-gone' });
+      continue;
+    }
+    try {
+      await unplugOne(ctx, w, dimm, {
+        guaranteed: undefined,
+        timeoutMs: req.timeoutMs,
+        nextRun: false,
+        op: (step, extra) => op(step, { alias: pick.alias, ...extra }),
+      });
+      changes.unplugged.push(pick);
+      changes.changed = true;
+      changes.nodeDeltas.set(dimm.node, (changes.nodeDeltas.get(dimm.node) ?? 0) - dimm.sizeKiB);
+    } catch (err) {
+      if (!(err instanceof VirtError)) throw err;
+      changes.failed.push({ alias: pick.alias, reason: err.reason });
+    }
+  }
+  return changes;
+}
 
-  vm = registry.require(uuid);
+async function plugIncrease(
+  ctx: OpContext,
+  w: VmWorker,
+  before: Readonly<VmRecord>,
+  size: number,
+  req: Request,
+  op: OpLog,
+): Promise<Changes> {
+  const node = before.dom.numaCells[0]?.id ?? 0;
+  if (req.guaranteed !== undefined) checkGuaranteed(req.guaranteed, req.requested, 'guaranteed');
+  await plugOne(ctx, w, { size, node }, undefined, op, false);
+  return { unplugged: [], failed: [], nodeDeltas: new Map([[node, size * 1024]]), changed: true };
+}
+
+/** Guaranteed memory as requested (or as it was), never above the memory now; returns it. */
+async function settleGuaranteed(w: VmWorker, req: Request, op: OpLog): Promise<number> {
+  const vm = w.require();
   const memSize = vm.dom.memory;
-  const g = Math.min(guaranteed ?? vm.meta.guaranteedMiB ?? memSize, memSize);
+  const g = Math.min(req.guaranteed ?? vm.meta.guaranteedMiB ?? memSize, memSize);
   if (vm.active && g !== vm.meta.guaranteedMiB) {
-    vm.meta.guaranteedMiB = g;
-    await registry.persistMeta(vm).catch((err: unknown) => op('metadata update failed', libvirtDetails(err)));
+    await w.setGuaranteed(g).catch((err: unknown) => op('metadata update failed', libvirtDetails(err)));
   }
+  return g;
+}
 
-  // Next run gets the request itself (unrounded), unless the unplugs all failed.
-  const changed = plan.kind !== 'decrease' || unplugged.length > 0;
-  let nextRun: SetMemoryResult['nextRun'];
-  if (nextRunMatch && changed) {
-    const nextG = Math.min(guaranteed ?? vm.nextRunGuaranteed ?? requested, requested);
-    await updateNextRun(ctx.client, vm, requested * 1024, nodeDeltas, nextG, op);
-    nextRun = { updated: true, memory: requested, guaranteed: nextG };
-  } else if (vm.persistent && vm.inactiveMemoryKiB !== null) {
-    const m = kibToMiB(vm.inactiveMemoryKiB);
-    nextRun = { updated: false, memory: m, guaranteed: Math.min(vm.nextRunGuaranteed ?? m, m) };
-  } else {
-    nextRun = { updated: false, memory: memSize, guaranteed: g };
+/** Next run gets the request itself (unrounded), unless the unplugs all failed. */
+async function nextRunAfter(
+  ctx: OpContext,
+  w: VmWorker,
+  req: Request,
+  changes: Changes,
+  nextRunMatch: boolean,
+  g: number,
+  op: OpLog,
+): Promise<SetMemoryResult['nextRun']> {
+  const vm = w.require();
+  if (nextRunMatch && changes.changed) {
+    const nextG = Math.min(req.guaranteed ?? vm.nextRunGuaranteed ?? req.requested, req.requested);
+    const r = await updateNextRun(ctx.client, vm, req.requested * 1024, changes.nodeDeltas, nextG, op);
+    if (r) w.nextRunUpdated(r.inactiveMemoryKiB, r.nextRunGuaranteed);
+    return { updated: true, memory: req.requested, guaranteed: nextG };
   }
-  registry.publish(vm);
-  const result = { memSize, memGuaranteedSize: vm.stats.memGuaranteedSize, unplugged, failed, nextRun };
-  op('done', { ...result });
-  return result;
+  if (vm.persistent && vm.inactiveMemoryKiB !== null) {
+    const m = kibToMiB(vm.inactiveMemoryKiB);
+    return { updated: false, memory: m, guaranteed: Math.min(vm.nextRunGuaranteed ?? m, m) };
+  }
+  return { updated: false, memory: vm.dom.memory, guaranteed: g };
 }

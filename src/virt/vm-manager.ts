@@ -1,14 +1,13 @@
 // The daemon's entry to the domain layer: the VM registry (vm-registry.ts)
 // and the memory operations on it (hotplug.ts, hotunplug.ts, set-memory.ts).
-// Operations on one VM go through its serial worker here, after the checks
-// that can be answered at once.
+// Operations on one VM run one after the other on its worker (vm-worker.ts),
+// after the checks that can be answered at once.
 
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { LibvirtApi } from '../libvirt/types.js';
 import { checkUnplug } from './checks.js';
-import { DeviceWaiters } from './device-waiters.js';
-import { invalid } from './errors.js';
+import { invalid, VirtError } from './errors.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { createOpLog, type OpContext, type OpLog } from './op-context.js';
@@ -19,7 +18,6 @@ import {
   type ResizeTarget,
   resizeOne,
 } from './resize-memory.js';
-import { SerialQueue } from './serial-queue.js';
 import { setMemoryNow } from './set-memory.js';
 import type {
   HotplugSpec,
@@ -58,8 +56,6 @@ export interface VmManagerOptions {
 
 export class VmManager extends EventEmitter<VmManagerEvents> {
   private readonly registry: VmRegistry;
-  /** Memory operations, one worker per VM. */
-  private readonly ops = new SerialQueue();
   private readonly ctx: OpContext;
   private readonly log: Logger;
   private closed = false;
@@ -70,9 +66,8 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   ) {
     super();
     this.log = opts.log;
-    const waiters = new DeviceWaiters();
-    this.registry = new VmRegistry(client, waiters, this, opts);
-    this.ctx = { client, registry: this.registry, waiters, events: this, opts };
+    this.registry = new VmRegistry(client, this, opts);
+    this.ctx = { client, opts };
   }
 
   /** Lists domains, reads their XML and metadata, subscribes to events and reconciles. */
@@ -119,11 +114,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   ): Promise<VmStats> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('hotplug', uuid, opts.opId, mem.alias);
-    this.registry.require(uuid);
+    const w = this.registry.requireWorker(uuid);
     this.checkOpen();
-    return this.ops.run(uuid, async () => {
+    return w.operate(async () => {
       op('started', { size: mem.size, node: mem.node });
-      const vm = await plugOne(this.ctx, uuid, mem, opts.memGuaranteedSize, op, true);
+      const vm = await plugOne(this.ctx, w, mem, opts.memGuaranteedSize, op, true);
       op('done', { memSize: vm.stats.memSize });
       return vm.stats;
     });
@@ -137,17 +132,17 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('hotunplug', uuid, opts.opId, mem.alias);
     // Answer what we can at once, not behind other operations on the VM.
-    checkUnplug(this.registry.require(uuid), mem);
+    const w = this.registry.requireWorker(uuid);
+    checkUnplug(w.require(), mem);
     this.checkOpen();
-    return this.ops.run(uuid, async () => {
+    return w.operate(async () => {
       op('started', {
         size: mem.size,
         node: mem.node,
         timeoutMs: opts.timeoutMs ?? this.opts.unplugTimeoutMs,
       });
-      const vm = this.registry.require(uuid);
-      const dimm = checkUnplug(vm, mem);
-      const r = await unplugOne(this.ctx, vm, dimm, {
+      const dimm = checkUnplug(w.require(), mem);
+      const r = await unplugOne(this.ctx, w, dimm, {
         guaranteed: opts.memGuaranteedSize,
         timeoutMs: opts.timeoutMs ?? this.opts.unplugTimeoutMs,
         nextRun: true,
@@ -172,14 +167,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('resize', uuid, opts.opId, alias);
     // Bad input is answered at once, not behind other operations on the VM.
-    checkResize(this.registry.require(uuid), alias, requested);
+    const w = this.registry.requireWorker(uuid);
+    checkResize(w.require(), alias, requested);
     this.checkOpen();
-    const target: ResizeTarget = {
-      uuid,
-      record: () => this.registry.require(uuid),
-      reload: () => this.registry.refresh(this.registry.require(uuid).ref),
-    };
-    return this.ops.run(uuid, async () => {
+    const target: ResizeTarget = { uuid, record: () => w.require(), reload: () => w.reload() };
+    return w.operate(async () => {
       try {
         return await resizeOne(this.ctx.client, target, alias, {
           requested,
@@ -223,32 +215,43 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         throw invalid('guaranteed', '<= memory', 'guaranteed memory must not exceed memory');
       }
     }
-    this.registry.require(uuid);
+    const w = this.registry.requireWorker(uuid);
     this.checkOpen();
-    return this.ops.run(uuid, () => setMemoryNow(this.ctx, uuid, memoryBytes, opts, op));
+    return w.operate(() => setMemoryNow(this.ctx, w, memoryBytes, opts, op));
   }
 
-  /** Stops taking operations and waits (bounded) for those in flight. */
+  /** Stops taking operations and waits (bounded) for those in flight and their metadata writes. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     const bound = this.opts.closeTimeoutMs ?? this.opts.unplugTimeoutMs + 10_000;
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((r) => {
+    // One deadline for both waits, cleared only once both are over.
+    const timedOut = new Promise<true>((r) => {
       timer = setTimeout(() => r(true), bound);
     });
-    const drained = this.ops.drain().then(() => false);
-    if (await Promise.race([drained, timedOut])) {
-      this.log.warn({ pendingVms: this.ops.size, boundMs: bound }, 'closing with operations still in flight');
+    try {
+      const workers = this.registry.allWorkers();
+      const drained = Promise.all(workers.map((w) => w.opsIdle())).then(() => false);
+      if (await Promise.race([drained, timedOut])) {
+        const pendingVms = workers.filter((w) => w.busy).length;
+        this.log.warn({ pendingVms, boundMs: bound }, 'closing with operations still in flight');
+      }
+      // Metadata writes left behind by finished operations land before we go.
+      const written = Promise.all(this.registry.allWorkers().map((w) => w.metaWrite)).then(() => false);
+      if (await Promise.race([written, timedOut])) {
+        this.log.warn({ boundMs: bound }, 'closing with metadata writes still in flight');
+      }
+    } finally {
+      clearTimeout(timer);
+      this.registry.unsubscribe();
     }
-    clearTimeout(timer);
-    // Metadata writes left behind by finished operations land before we go.
-    await Promise.race([Promise.all(this.registry.all().map((vm) => vm.metaWrite)), timedOut]);
-    this.registry.unsubscribe();
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new Error('the VM manager is shutting down');
+    if (this.closed) {
+      throw new VirtError('shutting-down', 'shutting-down', 'the VM manager is shutting down');
+    }
   }
 
   private opLog(operation: string, vmId: string, opId: string | undefined, alias?: string): OpLog {

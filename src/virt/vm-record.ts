@@ -1,9 +1,20 @@
-// A VM as the registry caches it, and what that cached state says about its DIMMs.
+// A VM as the registry caches it, and what that cached state says about its
+// DIMMs. Only the VM's worker (vm-worker.ts) writes a VmRecord; everything
+// else reads it.
 
 import type { DomainRef, DomainStateInfo } from '../libvirt/types.js';
+import { type DeviceSet, marksOf, phaseOf } from './device-lifecycle.js';
 import type { ParsedDimm, ParsedDomain } from './domain-xml.js';
 import type { VmMetadata } from './metadata.js';
 import type { DeviceState, VmStats, VmStatus } from './types.js';
+
+/** The facts of the current run we keep in the domain's live metadata (besides the unplug marks). */
+export interface RunFacts {
+  /** MiB; null when never set (defaults to the VM's memory). */
+  guaranteedMiB: number | null;
+  /** Aliases of the DIMMs present when the VM started; null when not recorded. */
+  bootDimms: string[] | null;
+}
 
 export interface VmRecord {
   uuid: string;
@@ -19,13 +30,18 @@ export interface VmRecord {
   /** Guaranteed MiB in the next-run metadata, null when unset. */
   nextRunGuaranteed: number | null;
   /** Our live metadata; in memory it is authoritative, libvirt holds the copy. */
-  meta: VmMetadata;
+  meta: RunFacts;
+  /** The device lifecycle state (device-lifecycle.ts): which DIMMs are being unplugged. */
+  devices: DeviceSet;
   /** The runtime id `meta` belongs to (a new boot resets it). */
   metaBootId: number | null;
-  /** Aliases an operation of ours is unplugging right now. */
-  inFlight: Set<string>;
   stats: VmStats;
   metaWrite: Promise<void>;
+}
+
+/** What we write into the domain's live metadata. */
+export function metadataOf(vm: VmRecord): VmMetadata {
+  return { ...vm.meta, unplugging: marksOf(vm.devices) };
 }
 
 export function isHotplugged(vm: VmRecord, alias: string): boolean {
@@ -33,11 +49,13 @@ export function isHotplugged(vm: VmRecord, alias: string): boolean {
 }
 
 export function deviceState(vm: VmRecord, alias: string): DeviceState {
-  return vm.inFlight.has(alias) || vm.meta.unplugging.some((u) => u.alias === alias)
-    ? 'unplugging'
-    : 'plugged';
+  return phaseOf(vm.devices, alias);
 }
 
 export function hasAlias(d: ParsedDimm): d is ParsedDimm & { alias: string } {
   return d.alias !== null;
+}
+
+export function presentAliases(dom: ParsedDomain): string[] {
+  return dom.dimms.filter(hasAlias).map((d) => d.alias);
 }

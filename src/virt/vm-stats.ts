@@ -1,0 +1,50 @@
+// The stats of a VM as clients see them, built from its record.
+
+import { devicesHash } from './hash.js';
+import type { VmStats, VmStatsDevice } from './types.js';
+import { virtioMemStats } from './virtio-mem.js';
+import { deviceState, hasAlias, type VmRecord } from './vm-record.js';
+
+export function buildStats(vm: VmRecord): VmStats {
+  const devices: VmStatsDevice[] = vm.active
+    ? vm.dom.dimms
+        .filter(hasAlias)
+        .map(
+          (d): VmStatsDevice => ({
+            model: 'dimm',
+            alias: d.alias,
+            size: d.size,
+            node: d.node,
+            slot: d.slot ?? -1,
+            base: d.base ?? '',
+            state: deviceState(vm, d.alias),
+          }),
+        )
+        .sort((a, b) => a.slot - b.slot)
+        .concat(vm.dom.virtioMem.map(virtioMemStats))
+    : [];
+  const memSize = vm.dom.memory;
+  const g = vm.active ? (vm.meta.guaranteedMiB ?? memSize) : (vm.nextRunGuaranteed ?? memSize);
+  return Object.freeze({
+    vmId: vm.uuid,
+    vmName: vm.dom.name,
+    status: vm.status,
+    memSize,
+    memGuaranteedSize: Math.min(g, memSize),
+    hash: devicesHash(memSize, devices),
+    balloonActive: vm.dom.balloonActive,
+    memoryDevices: devices,
+  });
+}
+
+/** Whether clients must hear of the change from `prev` to `next`. */
+export function statsChanged(prev: VmStats | undefined, next: VmStats): boolean {
+  return (
+    !prev ||
+    prev.hash !== next.hash ||
+    prev.status !== next.status ||
+    prev.memGuaranteedSize !== next.memGuaranteedSize ||
+    prev.vmName !== next.vmName ||
+    prev.balloonActive !== next.balloonActive
+  );
+}

@@ -1,0 +1,449 @@
+// One worker per VM, like kubelet's pod workers, and the only writer of the
+// VM's record (docs/design.md, "Device lifecycle"). It
+// - applies device events to the lifecycle machine and carries out the
+//   effects, synchronously, so events of one VM apply one at a time and never
+//   wait for an operation;
+// - reloads the VM from libvirt, one read at a time and applied in order;
+//   a failed read is retried with backoff;
+// - runs the VM's memory operations one after the other. An operation reads
+//   the record, submits events and awaits their answers outside the worker,
+//   so an unplug waiting for the guest never holds up the VM's events.
+
+import type { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { DomainAffect, type DomainRef, type LibvirtApi, MetadataType } from '../libvirt/types.js';
+import { type Answer, type DeviceEvent, type Effect, EMPTY, next } from './device-lifecycle.js';
+import { isUserAlias } from './dimm-xml.js';
+import { VirtError } from './errors.js';
+import { isNoDomain, libvirtDetails } from './libvirt-errors.js';
+import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './metadata.js';
+import { isActive, statusOf } from './status.js';
+import type { VmManagerEvents } from './types.js';
+import { mergeHow, type ReloadHow, readDomain, type Snapshot } from './vm-read.js';
+import { metadataOf, presentAliases, type RunFacts, type VmRecord } from './vm-record.js';
+import { buildStats, statsChanged } from './vm-stats.js';
+
+/** A waiting call's answer, with the VM's sizes when it was given. */
+export interface Settled {
+  answer: Answer;
+  memSize: number;
+  memGuaranteedSize: number;
+  /** The failure behind an `unconfirmed` answer. */
+  cause?: unknown;
+}
+
+export interface UnplugRequest {
+  /** Settles exactly once, with what the lifecycle machine decided. */
+  answer: Promise<Settled>;
+  /** The metadata write recording the request (the detach must wait for it). */
+  marked: Promise<void>;
+}
+
+export interface WorkerDeps {
+  client: LibvirtApi;
+  log: Logger;
+  events: EventEmitter<VmManagerEvents>;
+  /** The registry forgets this worker (its VM is gone). */
+  detach(uuid: string): void;
+  /** Reloads through the VM's current worker (after this one was detached). */
+  reloadCurrent(ref: DomainRef, how: ReloadHow): Promise<VmRecord | undefined>;
+}
+
+const RETRY_FIRST_MS = 200;
+const RETRY_MAX_MS = 30_000;
+
+export class VmWorker {
+  private vm: VmRecord | undefined;
+  private detached = false;
+  private reads: Promise<unknown> = Promise.resolve();
+  private ops: Promise<unknown> = Promise.resolve();
+  private opsPending = 0;
+  private readonly waiters = new Map<string, (s: Settled) => void>();
+  private applying = false;
+  private readonly queued: [DeviceEvent, unknown][] = [];
+  private retry: { timer: NodeJS.Timeout | undefined; delayMs: number; how: ReloadHow } | undefined;
+
+  constructor(
+    readonly uuid: string,
+    private ref: DomainRef,
+    private readonly deps: WorkerDeps,
+  ) {}
+
+  /** The VM's record, to read; undefined when the VM is gone. */
+  get record(): Readonly<VmRecord> | undefined {
+    return this.vm;
+  }
+
+  require(): Readonly<VmRecord> {
+    if (!this.vm)
+      throw new VirtError('no-such-vm', 'no-such-vm', `no VM with id ${this.uuid}`, { vmId: this.uuid });
+    return this.vm;
+  }
+
+  // ---- operations ----
+
+  /** Runs `op` after every operation queued before it on this VM. */
+  operate<T>(op: () => Promise<T>): Promise<T> {
+    this.opsPending++;
+    const result = this.ops.then(op);
+    this.ops = result.then(
+      () => this.opsPending--,
+      () => this.opsPending--,
+    );
+    return result;
+  }
+
+  /** Resolves when the operations queued so far have settled. */
+  async opsIdle(): Promise<void> {
+    while (this.opsPending > 0) await this.ops;
+  }
+
+  get busy(): boolean {
+    return this.opsPending > 0;
+  }
+
+  /** A call's request to unplug `alias`: the mark, then the answer the machine gives. */
+  requestUnplug(alias: string, guaranteed: number | undefined): UnplugRequest {
+    if (this.waiters.has(alias)) throw new Error(`already waiting for ${alias} on ${this.uuid}`);
+    const answer = new Promise<Settled>((resolve) => this.waiters.set(alias, resolve));
+    const since = new Date().toISOString();
+    const marked = this.submit({
+      type: 'unplug-requested',
+      alias,
+      since,
+      ...(guaranteed !== undefined ? { guaranteed } : {}),
+    });
+    return { answer, marked: marked ?? Promise.resolve() };
+  }
+
+  /** Sets live guaranteed memory; resolves when it is written. */
+  setGuaranteed(miB: number): Promise<void> {
+    const vm = this.require() as VmRecord;
+    vm.meta.guaranteedMiB = miB;
+    this.publish();
+    return this.persist();
+  }
+
+  /** Records what updateNextRun wrote into the definition. */
+  nextRunUpdated(inactiveMemoryKiB: number, nextRunGuaranteed: number | null): void {
+    if (!this.vm) return;
+    this.vm.inactiveMemoryKiB = inactiveMemoryKiB;
+    this.vm.nextRunGuaranteed = nextRunGuaranteed;
+  }
+
+  // ---- device events ----
+
+  /**
+   * Applies one device event and its effects. Returns the metadata write
+   * when the transition asked for one.
+   */
+  submit(e: DeviceEvent, cause?: unknown): Promise<void> | undefined {
+    if (this.applying) {
+      this.queued.push([e, cause]);
+      return undefined;
+    }
+    this.applying = true;
+    try {
+      const written = this.apply(e, cause);
+      while (this.queued.length) {
+        const [qe, qc] = this.queued.shift()!;
+        this.apply(qe, qc);
+      }
+      return written;
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private apply(e: DeviceEvent, cause: unknown): Promise<void> | undefined {
+    const vm = this.vm;
+    if (!vm) return undefined;
+    const t = next(vm.devices, e);
+    vm.devices = t.state;
+    let written: Promise<void> | undefined;
+    for (const eff of t.effects) {
+      const w = this.effect(vm, eff, cause);
+      if (w) written = w;
+    }
+    if (written && e.type !== 'unplug-requested') this.background(written, 'metadata write');
+    return written;
+  }
+
+  private effect(vm: VmRecord, eff: Effect, cause: unknown): Promise<void> | undefined {
+    switch (eff.type) {
+      case 'clamp-guaranteed': {
+        const g = eff.requested ?? vm.meta.guaranteedMiB;
+        if (g !== null) vm.meta.guaranteedMiB = Math.min(g, vm.dom.memory);
+        return undefined;
+      }
+      case 'persist':
+        return this.persist();
+      case 'publish':
+        this.publish();
+        return undefined;
+      case 'settle': {
+        const resolve = this.waiters.get(eff.alias);
+        if (!resolve) return undefined;
+        this.waiters.delete(eff.alias);
+        resolve({
+          answer: eff.answer,
+          memSize: vm.dom.memory,
+          memGuaranteedSize: vm.stats.memGuaranteedSize,
+          ...(eff.answer.kind === 'pending' && eff.answer.why === 'unconfirmed' ? { cause } : {}),
+        });
+        return undefined;
+      }
+      case 'notify':
+        if (eff.outcome.kind === 'removed') {
+          if (eff.outcome.late) {
+            this.deps.log.info({ vmId: vm.uuid, alias: eff.alias }, 'late removal completed');
+          }
+          this.deps.events.emit('deviceRemoved', vm.uuid, {
+            alias: eff.alias,
+            memSize: vm.dom.memory,
+            late: eff.outcome.late,
+          });
+        } else {
+          this.deps.events.emit('deviceRemovalFailed', vm.uuid, {
+            alias: eff.alias,
+            reason: eff.outcome.reason,
+          });
+        }
+        return undefined;
+      case 'reread':
+        this.background(this.reload({}), 'refresh after device-removed');
+        return undefined;
+    }
+  }
+
+  // ---- reloads ----
+
+  /** Re-reads the VM from libvirt and applies it, after the reads queued before; undefined when it is gone. */
+  reload(how: ReloadHow = {}): Promise<VmRecord | undefined> {
+    return this.read(async () => {
+      if (this.detached) return this.deps.reloadCurrent(this.ref, how);
+      const all = this.retry ? mergeHow(this.retry.how, how) : how;
+      let snap: Snapshot;
+      try {
+        snap = await readDomain(this.deps.client, this.ref, all, this.vm);
+      } catch (err) {
+        this.scheduleRetry(all);
+        this.submit({ type: 'reread-failed' }, err);
+        throw err;
+      }
+      this.cancelRetry();
+      return this.applySnapshot(snap, all);
+    });
+  }
+
+  /** Forgets the VM (it is no longer listed), after the reads queued before. */
+  forget(): Promise<void> {
+    return this.read(async () => {
+      this.applyGone();
+    });
+  }
+
+  private read<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.reads.then(fn);
+    this.reads = p.catch(() => undefined);
+    return p;
+  }
+
+  private scheduleRetry(how: ReloadHow): void {
+    const delayMs = this.retry ? Math.min(this.retry.delayMs * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
+    if (this.retry?.timer) clearTimeout(this.retry.timer);
+    const timer = setTimeout(() => {
+      if (this.retry) this.retry.timer = undefined;
+      this.background(this.reload(), 'retried reload');
+    }, delayMs);
+    timer.unref();
+    this.retry = { timer, delayMs, how };
+  }
+
+  private cancelRetry(): void {
+    if (this.retry?.timer) clearTimeout(this.retry.timer);
+    this.retry = undefined;
+  }
+
+  /** Stops retrying (the manager closes). */
+  stop(): void {
+    this.cancelRetry();
+  }
+
+  get metaWrite(): Promise<void> {
+    return this.vm?.metaWrite ?? Promise.resolve();
+  }
+
+  private applySnapshot(snap: Snapshot, how: ReloadHow): VmRecord | undefined {
+    if (snap.kind === 'gone') {
+      this.applyGone();
+      return undefined;
+    }
+    const { state, dom, persistent, definition } = snap;
+    const active = isActive(state);
+    const firstSight = !this.vm;
+    const vm = this.vm ?? this.newRecord(snap);
+    const wasActive = vm.active && !firstSight;
+    // A live ref carries the runtime id; keep it for calls.
+    vm.ref = {
+      name: dom.name,
+      uuid: this.uuid,
+      id: active ? (snap.ref.id >= 0 ? snap.ref.id : vm.ref.id) : -1,
+    };
+    this.ref = vm.ref;
+    vm.state = state;
+    vm.status = statusOf(state);
+    vm.active = active;
+    vm.persistent = persistent;
+    vm.dom = dom;
+    if (definition) {
+      vm.inactiveMemoryKiB = definition.memoryKiB;
+      vm.nextRunGuaranteed = definition.metadata?.guaranteedMiB ?? null;
+    } else if (!persistent) {
+      vm.inactiveMemoryKiB = null;
+      vm.nextRunGuaranteed = null;
+    }
+    this.vm = vm;
+
+    if (!active) {
+      this.submit({ type: 'vm-stopped' });
+      vm.meta = { guaranteedMiB: null, bootDimms: null };
+      vm.metaBootId = null;
+      if (!persistent) {
+        this.applyGone();
+        return undefined;
+      }
+      this.publish();
+    } else if (how.boot) {
+      this.adoptBoot(vm);
+    } else if (!wasActive || vm.metaBootId !== vm.ref.id) {
+      this.adoptRun(vm, definition);
+    } else {
+      this.submit({ type: 'observed', present: presentAliases(dom) });
+    }
+    return vm;
+  }
+
+  private newRecord(snap: Snapshot & { kind: 'live' }): VmRecord {
+    const vm: VmRecord = {
+      uuid: this.uuid,
+      ref: { ...snap.ref, uuid: this.uuid },
+      state: snap.state,
+      status: statusOf(snap.state),
+      active: false,
+      persistent: snap.persistent,
+      dom: snap.dom,
+      inactiveMemoryKiB: null,
+      nextRunGuaranteed: null,
+      meta: { guaranteedMiB: null, bootDimms: null },
+      devices: EMPTY,
+      metaBootId: null,
+      stats: undefined as never,
+      metaWrite: Promise.resolve(),
+    };
+    return vm;
+  }
+
+  /** A boot we saw start: everything present was onlined by the guest at boot. */
+  private adoptBoot(vm: VmRecord): void {
+    const present = presentAliases(vm.dom);
+    const md = vm.dom.metadata ?? emptyMetadata();
+    vm.meta = { guaranteedMiB: md.guaranteedMiB, bootDimms: present };
+    this.defaultGuaranteed(vm);
+    vm.metaBootId = vm.ref.id;
+    this.deps.log.info({ vmId: vm.uuid, bootDimms: present }, 'VM started: recorded boot-time DIMMs');
+    // `booted` persists the new run's metadata.
+    this.submit({ type: 'booted', present });
+  }
+
+  /** A run we did not see start (restart recovery, first sight): take its metadata and marks. */
+  private adoptRun(vm: VmRecord, definition: VmRecord['dom'] | null): void {
+    const present = presentAliases(vm.dom);
+    const md = vm.dom.metadata ? structuredClone(vm.dom.metadata) : emptyMetadata();
+    const facts: RunFacts = { guaranteedMiB: md.guaranteedMiB, bootDimms: md.bootDimms };
+    let write = false;
+    if (facts.bootDimms === null) {
+      // First seen running without our metadata: DIMMs with our user alias
+      // (ua-…) were plugged by an engine; libvirt-named ones (dimmN) and any
+      // in the persistent definition are taken as boot-time.
+      const defined = new Set(definition && vm.persistent ? presentAliases(definition) : []);
+      facts.bootDimms = present.filter((a) => !isUserAlias(a) || defined.has(a));
+      write = true;
+      this.deps.log.warn(
+        {
+          vmId: vm.uuid,
+          assumedBootDimms: facts.bootDimms,
+          assumedHotplugged: present.filter((a) => !facts.bootDimms?.includes(a)),
+        },
+        'VM first seen running without vmhostd metadata: assumed ua-* DIMMs not in the definition were hot-plugged, the others present at boot',
+      );
+    }
+    vm.meta = facts;
+    write = this.defaultGuaranteed(vm) || write;
+    vm.metaBootId = vm.ref.id;
+    // Unplugs that completed while we were away are reported here (late).
+    const written = this.submit({ type: 'adopted', present, marks: md.unplugging });
+    if (write && !written) this.background(this.persist(), 'metadata write');
+  }
+
+  private defaultGuaranteed(vm: VmRecord): boolean {
+    if (vm.meta.guaranteedMiB !== null) return false;
+    vm.meta.guaranteedMiB = Math.min(vm.nextRunGuaranteed ?? vm.dom.memory, vm.dom.memory);
+    return true;
+  }
+
+  private applyGone(): void {
+    this.submit({ type: 'vm-stopped' });
+    this.cancelRetry();
+    const vm = this.vm;
+    if (!this.detached) {
+      this.detached = true;
+      this.deps.detach(this.uuid);
+    }
+    if (!vm) return;
+    this.vm = undefined;
+    vm.state = { state: 5, reason: 0 };
+    vm.status = 'Down';
+    vm.active = false;
+    this.deps.log.info({ vmId: this.uuid, vmName: vm.dom.name }, 'VM gone');
+    this.deps.events.emit('vmStatus', buildStats(vm));
+  }
+
+  // ---- effects ----
+
+  /** Rebuilds the cached stats and notifies when anything visible changed. */
+  publish(): void {
+    const vm = this.vm;
+    if (!vm) return;
+    const prev = vm.stats as VmRecord['stats'] | undefined;
+    vm.stats = buildStats(vm);
+    if (statsChanged(prev, vm.stats) && !this.detached) this.deps.events.emit('vmStatus', vm.stats);
+  }
+
+  /** Writes our metadata; writes of one VM are chained and each sends the state of its time. */
+  private persist(): Promise<void> {
+    const vm = this.vm;
+    if (!vm) return Promise.resolve();
+    const write = async (): Promise<void> => {
+      if (!vm.active) return;
+      await this.deps.client.setMetadata(
+        vm.ref,
+        MetadataType.ELEMENT,
+        buildMetadata(metadataOf(vm)),
+        METADATA_PREFIX,
+        METADATA_URI,
+        DomainAffect.LIVE,
+      );
+    };
+    const p = vm.metaWrite.then(write, write);
+    vm.metaWrite = p.catch(() => undefined);
+    return p;
+  }
+
+  private background(p: Promise<unknown>, what: string): void {
+    p.catch((err: unknown) => {
+      if (isNoDomain(err)) return;
+      this.deps.log.error({ vmId: this.uuid, ...libvirtDetails(err) }, `${what} failed`);
+    });
+  }
+}
