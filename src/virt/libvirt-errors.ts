@@ -12,7 +12,9 @@ export const VIR_FROM_QEMU = 10;
 const VIR_ERR_SYSTEM_ERROR = 38;
 
 export function libvirtDetails(err: unknown): Record<string, unknown> {
-  if (err instanceof LibvirtError) return { libvirtCode: err.code, libvirtMessage: err.message };
+  if (err instanceof LibvirtError) {
+    return { libvirtCode: err.code, libvirtDomain: err.domain, libvirtMessage: err.message };
+  }
   return { error: err instanceof Error ? err.message : String(err) };
 }
 
