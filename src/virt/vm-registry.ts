@@ -170,7 +170,7 @@ export class VmRegistry {
   private deviceEvent(ref: DomainRef, e: { type: 'device-removed' | 'removal-failed'; alias: string }): void {
     const w = this.worker(ref);
     // A VM we do not know yet: its reload reconciles.
-    if (!w.record) this.background(w.reload(), 'refresh after device event', w.uuid);
+    if (!w.record) this.background(w.reload({}, ref), 'refresh after device event', w.uuid);
     else w.submit(e);
   }
 
@@ -191,7 +191,7 @@ export class VmRegistry {
           : event === LifecycleEvent.UNDEFINED
             ? { persistent: false }
             : {};
-    this.background(w.reload(how), 'refresh after lifecycle event', w.uuid);
+    this.background(w.reload(how, ref), 'refresh after lifecycle event', w.uuid);
   }
 
   /** Re-lists domains and reloads each (start and after a reconnect). */
@@ -222,6 +222,6 @@ export class VmRegistry {
 
   /** Re-reads a domain through its worker; undefined when it is gone. */
   refresh(ref: DomainRef, how: ReloadHow = {}): Promise<VmRecord | undefined> {
-    return this.worker(ref).reload(how);
+    return this.worker(ref).reload(how, ref);
   }
 }

@@ -219,7 +219,9 @@ export class VmWorker {
   // ---- reloads ----
 
   /** Re-reads the VM from libvirt and applies it, after the reads queued before; undefined when it is gone. */
-  reload(how: ReloadHow = {}): Promise<VmRecord | undefined> {
+  reload(how: ReloadHow = {}, seen?: DomainRef): Promise<VmRecord | undefined> {
+    // An event's or a listing's ref carries the current runtime id (a new boot's).
+    if (seen && seen.id >= 0) this.ref = { ...this.ref, id: seen.id };
     return this.read(async () => {
       if (this.detached) return this.deps.reloadCurrent(this.ref, how);
       const all = this.retry ? mergeHow(this.retry.how, how) : how;
@@ -227,7 +229,10 @@ export class VmWorker {
       try {
         snap = await readDomain(this.deps.client, this.ref, all, this.vm);
       } catch (err) {
-        this.scheduleRetry(all);
+        // A boot read that failed is not retried as one: by the retry the
+        // guest may have hot-plugged DIMMs, so the run is adopted instead.
+        const { boot: _boot, ...later } = all;
+        this.scheduleRetry(later);
         this.submit({ type: 'reread-failed' }, err);
         throw err;
       }
@@ -290,7 +295,8 @@ export class VmWorker {
       uuid: this.uuid,
       id: active ? (snap.ref.id >= 0 ? snap.ref.id : vm.ref.id) : -1,
     };
-    this.ref = vm.ref;
+    // The runtime id comes from events and listings (reload's `seen`), not from a read.
+    this.ref = { ...this.ref, name: dom.name };
     vm.state = state;
     vm.status = statusOf(state);
     vm.active = active;
