@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { buildAttachDimmXml, buildDetachDimmXml, isValidDimmAlias } from '../../src/virt/dimm-xml.js';
+import { ATTR, fragmentBuilder } from '../../src/virt/xml-common.js';
 
 const parse = (xml: string) =>
   new XMLParser({
@@ -55,5 +57,54 @@ describe('DIMM device XML', () => {
     expect(() =>
       buildDetachDimmXml({ sizeMiB: 128, node: 0, alias: 'ua-a', slot: 1, base: '0x1000', ...bad }),
     ).toThrow(RangeError);
+  });
+
+  it('writes what the XML builder writes for any valid DIMM, byte for byte', () => {
+    const viaBuilder = (spec: {
+      sizeMiB: number;
+      node: number;
+      alias: string;
+      slot?: number;
+      base?: string;
+    }) => {
+      const memory: Record<string, unknown> = {
+        [`${ATTR}model`]: 'dimm',
+        target: {
+          size: { [`${ATTR}unit`]: 'KiB', '#text': String(spec.sizeMiB * 1024) },
+          node: String(spec.node),
+        },
+        alias: { [`${ATTR}name`]: spec.alias },
+      };
+      if (spec.slot !== undefined || spec.base !== undefined) {
+        memory.address = {
+          [`${ATTR}type`]: 'dimm',
+          ...(spec.slot !== undefined ? { [`${ATTR}slot`]: String(spec.slot) } : {}),
+          ...(spec.base !== undefined ? { [`${ATTR}base`]: spec.base.toLowerCase() } : {}),
+        };
+      }
+      return fragmentBuilder.build({ memory }) as string;
+    };
+    const alias = fc.oneof(
+      fc.stringMatching(/^ua-[A-Za-z0-9-]{1,20}$/),
+      fc.integer({ min: 0, max: 99999 }).map((n) => `dimm${n}`),
+    );
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            sizeMiB: fc.integer({ min: 1, max: 2 ** 30 }),
+            node: fc.integer({ min: 0, max: 64 }),
+            alias,
+            slot: fc.integer({ min: 0, max: 255 }),
+            base: fc.stringMatching(/^0x[0-9a-fA-F]{1,16}$/),
+          },
+          { requiredKeys: ['sizeMiB', 'node', 'alias'] },
+        ),
+        (spec) => {
+          expect(buildDetachDimmXml(spec)).toBe(viaBuilder(spec));
+        },
+      ),
+      { numRuns: 500, seed: 7 },
+    );
   });
 });
