@@ -50,13 +50,15 @@ function describeConnectError(url: string, err: Error): string {
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-      return `${base}: unknown CA: the daemon's certificate is not signed by a CA this client trusts (${code}; pass its CA with --tls-ca)`;
+      return `${base}: unknown CA: the daemon's certificate is not trusted (not signed by a CA this client knows, ${code}; pass its CA with --tls-ca)`;
     case 'CERT_HAS_EXPIRED':
       return `${base}: expired: the daemon's certificate has expired (${code})`;
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
       return `${base}: hostname mismatch: the daemon's certificate does not name this host (${err.message.split('\n')[0]})`;
     case 'CLIENT_CERT_REFUSED':
-      return `${base}: ${err.message}${/no client certificate/.test(err.message) ? ' (pass --tls-cert and --tls-key)' : " (pass --tls-cert/--tls-key signed by the daemon's CA)"}`;
+      return /no client certificate/.test(err.message)
+        ? `${base}: the daemon requires a client certificate: no client certificate was sent (pass --tls-cert and --tls-key signed by its CA)`
+        : `${base}: ${err.message} (pass --tls-cert/--tls-key signed by the daemon's CA)`;
     default: {
       const msg = err.message.split('\n')[0] ?? String(err);
       if (/alert certificate required/.test(msg)) {
