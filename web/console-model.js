@@ -50,12 +50,16 @@ export function cleanStats(v) {
     hash: typeof v.hash === 'string' ? v.hash : '',
     balloonActive: v.balloonActive === true,
     memoryDevices: devices.map((d) => ({
+      model: d.model === 'virtio-mem' ? 'virtio-mem' : 'dimm',
       alias: String(d.alias ?? ''),
       size: Number(d.size),
       node: Number(d.node),
       slot: Number(d.slot),
       base: String(d.base ?? ''),
       state: String(d.state ?? ''),
+      requested: Number(d.requested),
+      current: Number(d.current),
+      block: Number(d.block),
     })),
   };
 }
@@ -95,6 +99,16 @@ export function applyNotification(state, method, params) {
       });
       return `${name}: DIMM ${alias} removed${p.late === true ? ' (late)' : ''}`;
     }
+    case 'memory_device_size_changed': {
+      const alias = String(p.alias ?? '');
+      const dev = vm?.memoryDevices.find((d) => d.alias === alias && d.model === 'virtio-mem');
+      if (dev) {
+        if (Number.isFinite(Number(p.requested))) dev.requested = Number(p.requested);
+        if (Number.isFinite(Number(p.current))) dev.current = Number(p.current);
+        dev.state = dev.current === dev.requested ? 'plugged' : 'resizing';
+      }
+      return `${name}: virtio-mem ${alias} at ${formatMiB(Number(p.current))} of ${formatMiB(Number(p.requested))}`;
+    }
     case 'device_removal_failed': {
       const alias = String(p.alias ?? '');
       const reason = String(p.reason ?? 'unknown');
@@ -107,6 +121,20 @@ export function applyNotification(state, method, params) {
     default:
       return null;
   }
+}
+
+/**
+ * The params of VM.resizeMemoryDevice, or an error message for a size the
+ * device cannot take (a whole number of MiB, 0..size, a multiple of block).
+ */
+export function resizeRequest(vmId, dev, text) {
+  const mib = Number(String(text).trim());
+  if (!Number.isInteger(mib) || mib < 0) return { error: 'enter a whole number of MiB' };
+  if (mib > dev.size) return { error: `at most ${dev.size} MiB` };
+  if (Number.isFinite(dev.block) && dev.block > 0 && mib % dev.block !== 0) {
+    return { error: `a multiple of ${dev.block} MiB` };
+  }
+  return { params: { vmID: vmId, alias: dev.alias, requested: mib } };
 }
 
 /** The params of VM.hotunplugMemory for one DIMM. */

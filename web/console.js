@@ -9,6 +9,7 @@ import {
   formatMiB,
   hintFor,
   noteKey,
+  resizeRequest,
   setAll,
   socketUrl,
   unplugRequest,
@@ -139,6 +140,65 @@ async function remove(vm, dimm) {
   }
 }
 
+async function resize(vm, dev, input) {
+  const key = noteKey(vm.vmId, dev.alias);
+  const req = resizeRequest(vm.vmId, dev, input.value);
+  if (req.error) {
+    state.notes.set(key, { kind: 'error', text: req.error });
+    render();
+    return;
+  }
+  state.notes.set(key, { kind: 'busy', text: `resizing to ${formatMiB(req.params.requested)}…` });
+  render();
+  try {
+    const r = await call('VM.resizeMemoryDevice', req.params);
+    state.notes.set(key, { kind: 'ok', text: `now ${formatMiB(r.current)}; memory ${formatMiB(r.memSize)}` });
+    refresh();
+  } catch (e) {
+    const note = { kind: 'error', text: `not resized: ${e.message}` };
+    const hint = hintFor(e.reason);
+    if (hint) note.hint = hint;
+    state.notes.set(key, note);
+  } finally {
+    render();
+  }
+}
+
+/** A virtio-mem device: its current and requested size (live from notifications) and a resize control. */
+function renderVirtioMemRow(vm, d) {
+  const tr = el('tr');
+  for (const [text, cls] of [
+    [d.alias, 'alias'],
+    [`${formatMiB(d.current)} / ${formatMiB(d.requested)}`, 'num'],
+    [formatMiB(d.size), 'num'],
+    [formatMiB(d.block), 'num'],
+    [d.node, 'num'],
+    [d.state, `state ${d.state === 'resizing' ? 'unplugging' : 'plugged'}`],
+  ]) {
+    tr.append(el('td', cls, text));
+  }
+  const action = el('td', 'action');
+  const input = el('input', 'size');
+  input.type = 'number';
+  input.min = '0';
+  input.max = String(d.size);
+  input.step = String(d.block > 0 ? d.block : 2);
+  input.value = String(d.requested);
+  input.setAttribute('aria-label', `new size of ${d.alias} in MiB`);
+  const btn = el('button', 'resize', 'Resize');
+  btn.type = 'button';
+  const note = state.notes.get(noteKey(vm.vmId, d.alias));
+  btn.disabled = vm.status !== 'Up' || (note !== undefined && note.kind === 'busy');
+  btn.addEventListener('click', () => resize(vm, d, input));
+  action.append(input, btn);
+  if (note) {
+    action.append(el('div', `note ${note.kind}`, note.text));
+    if (note.hint) action.append(el('div', 'hint', note.hint));
+  }
+  tr.append(action);
+  return tr;
+}
+
 function renderDimmRow(vm, d) {
   const tr = el('tr');
   for (const [text, cls] of [
@@ -183,19 +243,31 @@ function renderVm(vm) {
       el('p', 'warn', 'Memory balloon active: combining ballooning with hot unplug is not recommended.'),
     );
   }
-  if (vm.memoryDevices.length === 0) {
+  const dimms = vm.memoryDevices.filter((d) => d.model !== 'virtio-mem');
+  const vmems = vm.memoryDevices.filter((d) => d.model === 'virtio-mem');
+  if (dimms.length === 0 && vmems.length === 0) {
     section.append(el('p', 'empty', 'No memory devices (DIMMs).'));
     return section;
   }
-  const table = el('table');
-  const hr = el('tr');
-  for (const h of ['Alias', 'Size', 'Node', 'Slot', 'Base', 'State', '']) hr.append(el('th', '', h));
-  table.append(el('thead'));
-  table.firstChild.append(hr);
-  const body = el('tbody');
-  for (const d of [...vm.memoryDevices].sort((a, b) => a.slot - b.slot)) body.append(renderDimmRow(vm, d));
-  table.append(body);
-  section.append(table);
+  const table = (headers, rows) => {
+    const t = el('table');
+    const hr = el('tr');
+    for (const h of headers) hr.append(el('th', '', h));
+    t.append(el('thead'));
+    t.firstChild.append(hr);
+    const body = el('tbody');
+    body.append(...rows);
+    t.append(body);
+    return t;
+  };
+  if (dimms.length > 0) {
+    const rows = [...dimms].sort((a, b) => a.slot - b.slot).map((d) => renderDimmRow(vm, d));
+    section.append(table(['Alias', 'Size', 'Node', 'Slot', 'Base', 'State', ''], rows));
+  }
+  if (vmems.length > 0) {
+    const rows = vmems.map((d) => renderVirtioMemRow(vm, d));
+    section.append(table(['virtio-mem', 'Current / requested', 'Max', 'Block', 'Node', 'State', ''], rows));
+  }
   return section;
 }
 

@@ -37,6 +37,7 @@ interface Model {
   canRemove(vm: Vm, d: Dimm): boolean;
   socketUrl(l: { protocol: string; host: string }): string;
   cleanStats(v: unknown): Vm | null;
+  resizeRequest(vmId: string, d: unknown, text: string): { params?: unknown; error?: string };
 }
 
 const webDir = join(import.meta.dirname, '..', '..', 'web');
@@ -101,6 +102,37 @@ describe('console model', () => {
     expect(m.applyNotification(s, 'something', {})).toBeNull();
     expect(m.applyNotification(s, `|virt|other|${VM}`, {})).toBeNull();
     expect(m.applyNotification(s, `|virt|device_removed|${VM}`, null)).toMatch(/removed/);
+  });
+
+  it('keeps virtio-mem fields, follows memory_device_size_changed, and checks a resize before sending it', () => {
+    const s = m.createState();
+    const vmem = {
+      model: 'virtio-mem',
+      alias: 'ua-vm',
+      size: 1024,
+      node: 0,
+      slot: -1,
+      base: '',
+      state: 'plugged',
+      requested: 0,
+      current: 0,
+      block: 2,
+    };
+    m.setAll(s, [stats([dimm('ua-a', 0), vmem as unknown as Dimm])]);
+    const line = m.applyNotification(s, `|virt|memory_device_size_changed|${VM}`, {
+      alias: 'ua-vm',
+      requested: 512,
+      current: 130,
+    });
+    expect(line).toMatch(/ua-vm at 130 MiB of 512 MiB/);
+    const dev = s.vms.get(VM)?.memoryDevices.find((d) => d.alias === 'ua-vm');
+    expect(dev).toMatchObject({ model: 'virtio-mem', requested: 512, current: 130, state: 'resizing' });
+    expect(s.vms.get(VM)?.memoryDevices.find((d) => d.alias === 'ua-a')).toMatchObject({ model: 'dimm' });
+    expect(m.resizeRequest(VM, dev, '256')).toEqual({ params: { vmID: VM, alias: 'ua-vm', requested: 256 } });
+    expect(m.resizeRequest(VM, dev, '3').error).toMatch(/multiple of 2 MiB/);
+    expect(m.resizeRequest(VM, dev, '2048').error).toMatch(/at most 1024/);
+    expect(m.resizeRequest(VM, dev, '-2').error).toMatch(/whole number/);
+    expect(m.resizeRequest(VM, dev, 'x').error).toMatch(/whole number/);
   });
 
   it('Remove is offered only for plugged DIMMs of running VMs, with the API params', () => {
