@@ -247,6 +247,10 @@ export const SetMemoryResult = Type.Object(
     memSize: Type.Integer({ description: 'MiB' }),
     memGuaranteedSize: Type.Integer({ description: 'MiB' }),
     unplugged: Type.Array(Type.Object({ alias: Type.String(), size: Type.Integer() }, closed)),
+    resized: Type.Array(
+      Type.Object({ alias: Type.String(), requested: Type.Integer(), current: Type.Integer() }, closed),
+      { description: 'virtio-mem devices resized (MiB): requested now, and the size the guest reached' },
+    ),
     failed: Type.Array(Type.Object({ alias: Type.String(), reason: FailureReason }, closed)),
     nextRun: Type.Object(
       {

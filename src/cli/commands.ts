@@ -273,6 +273,16 @@ async function setMemory(
   const lines = [
     `${name}: memory ${formatMiB(before.memSize)} -> ${formatMiB(Number(r.memSize))}, guaranteed ${formatMiB(Number(r.memGuaranteedSize))}`,
     `  unplugged: ${list || 'none'}`,
+    ...(Array.isArray(r.resized) && r.resized.length > 0
+      ? [
+          `  resized: ${r.resized
+            .map((x) => {
+              const o = x && typeof x === 'object' ? (x as Record<string, unknown>) : {};
+              return `${String(o.alias)} -> ${formatMiB(Number(o.current))}`;
+            })
+            .join(', ')}`,
+        ]
+      : []),
     nextRun.updated === true
       ? `  next run: memory ${String(nextRun.memory)} MiB, guaranteed ${String(nextRun.guaranteed)} MiB`
       : '  next run: unchanged (its memory differed from the running VM, or the VM has no persistent definition)',

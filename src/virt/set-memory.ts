@@ -11,7 +11,11 @@ import { libvirtDetails } from './libvirt-errors.js';
 import { updateNextRun } from './next-run.js';
 import type { OpContext, OpLog } from './op-context.js';
 import { bytesToMiB, type MemoryPlan, planMemory } from './planner.js';
+import type { ResizeTarget } from './resize-memory.js';
+import { hasVirtioMem, resizeVirtioMemTo } from './set-memory-virtio.js';
 import type { SetMemoryResult } from './types.js';
+import { isLiveVirtioMem } from './virtio-mem.js';
+import { planVirtioMem } from './virtio-mem-plan.js';
 import { deviceState, hasAlias, isHotplugged, type VmRecord } from './vm-record.js';
 import type { VmWorker } from './vm-worker.js';
 
@@ -23,6 +27,7 @@ interface Request {
 
 interface Changes {
   unplugged: { alias: string; size: number }[];
+  resized: SetMemoryResult['resized'];
   failed: { alias: string; reason: string }[];
   /** KiB added (positive) or removed (negative) per NUMA node. */
   nodeDeltas: Map<number, number>;
@@ -35,7 +40,12 @@ export async function setMemoryNow(
   ctx: OpContext,
   w: VmWorker,
   memoryBytes: number,
-  opts: { guaranteedBytes?: number; timeoutMs?: number },
+  opts: {
+    guaranteedBytes?: number;
+    timeoutMs?: number;
+    /** Default waits of a virtio-mem resize. */
+    resize?: { timeoutMs: number; stallMs: number };
+  },
   op: OpLog,
 ): Promise<SetMemoryResult> {
   const before = w.require();
@@ -46,28 +56,68 @@ export async function setMemoryNow(
     timeoutMs: opts.timeoutMs ?? ctx.opts.unplugTimeoutMs,
   };
   const nextRunMatch = before.persistent && before.inactiveMemoryKiB === before.dom.memoryKiB;
-  const plan = planFor(ctx, before, memoryBytes);
+  // virtio-mem devices reach exact sizes: DIMMs first, virtio-mem takes the remainder (virtio-mem-plan.ts).
+  const target: ResizeTarget = { uuid: before.uuid, record: () => w.require(), reload: () => w.reload() };
+  const withVirtio = hasVirtioMem(target);
+  const virtioMoves =
+    withVirtio &&
+    planVirtioMem(before.dom.memory, req.requested, before.dom.virtioMem.filter(isLiveVirtioMem)).length > 0;
+  // An increase virtio-mem can make needs no DIMM (nor the DIMM alignment).
+  const plan: MemoryPlan =
+    virtioMoves && req.requested > before.dom.memory
+      ? { kind: 'increase', requested: req.requested, plugSize: 0 }
+      : planFor(ctx, before, memoryBytes);
   op('planned', {
     current: before.dom.memory,
     requested: req.requested,
     plan: plan.kind,
     ...(plan.kind === 'decrease' ? { unplug: plan.unplug } : {}),
   });
-  const changes =
-    plan.kind === 'decrease'
-      ? await unplugPlanned(ctx, w, plan, req, op)
-      : plan.kind === 'increase'
-        ? await plugIncrease(ctx, w, before, plan.plugSize, req, op)
-        : { unplugged: [], failed: [], nodeDeltas: new Map(), changed: true };
+  const virtioStep = async (changes: Changes): Promise<Changes> => {
+    const step = await resizeVirtioMemTo(ctx.client, target, req.requested, {
+      timeoutMs: opts.timeoutMs ?? opts.resize?.timeoutMs ?? ctx.opts.unplugTimeoutMs,
+      stallMs: opts.resize?.stallMs ?? 20_000,
+      op,
+    });
+    changes.resized.push(...step.resized);
+    changes.failed.push(...step.failed);
+    if (step.resized.length > 0) changes.changed = true;
+    return changes;
+  };
+  const none = (): Changes => ({
+    unplugged: [],
+    resized: [],
+    failed: [],
+    nodeDeltas: new Map(),
+    changed: false,
+  });
+  let changes: Changes;
+  if (withVirtio && plan.kind === 'decrease') {
+    if (plan.unplug.length === 0 && !virtioMoves) throw noSuitable(plan.decrement, true);
+    changes = await virtioStep(plan.unplug.length > 0 ? await unplugPlanned(ctx, w, plan, req, op) : none());
+  } else if (withVirtio && plan.kind === 'increase' && plan.plugSize === 0) {
+    if (req.guaranteed !== undefined) checkGuaranteed(req.guaranteed, req.requested, 'guaranteed');
+    changes = await virtioStep(none());
+  } else {
+    changes =
+      plan.kind === 'decrease'
+        ? await unplugPlanned(ctx, w, plan, req, op)
+        : plan.kind === 'increase'
+          ? await plugIncrease(ctx, w, before, plan.plugSize, req, op)
+          : { ...none(), changed: true };
+  }
 
   const g = await settleGuaranteed(w, req, op);
-  const nextRun = await nextRunAfter(ctx, w, req, changes, nextRunMatch, g, op);
+  // Not with virtio-mem: the definition's <memory> counts a device at its maximum and its
+  // next-boot size is its own <requested>, which this call does not change.
+  const nextRun = await nextRunAfter(ctx, w, req, changes, nextRunMatch && !withVirtio, g, op);
   const vm = w.require();
-  const { unplugged, failed } = changes;
+  const { unplugged, resized, failed } = changes;
   const result = {
     memSize: vm.dom.memory,
     memGuaranteedSize: vm.stats.memGuaranteedSize,
     unplugged,
+    resized,
     failed,
     nextRun,
   };
@@ -97,15 +147,8 @@ async function unplugPlanned(
   req: Request,
   op: OpLog,
 ): Promise<Changes> {
-  if (plan.unplug.length === 0) {
-    throw new VirtError(
-      'hotunplug',
-      'no-suitable-device',
-      `no hot-plugged DIMM (or set of them) fits a decrease of ${plan.decrement} MiB`,
-      { decrement: plan.decrement },
-    );
-  }
-  const changes: Changes = { unplugged: [], failed: [], nodeDeltas: new Map(), changed: false };
+  if (plan.unplug.length === 0) throw noSuitable(plan.decrement, false);
+  const changes: Changes = { unplugged: [], resized: [], failed: [], nodeDeltas: new Map(), changed: false };
   for (const pick of plan.unplug) {
     const cur = w.record;
     const dimm = cur?.dom.dimms.find((d): d is ParsedDimm & { alias: string } => d.alias === pick.alias);
@@ -142,7 +185,13 @@ async function plugIncrease(
   const node = before.dom.numaCells[0]?.id ?? 0;
   if (req.guaranteed !== undefined) checkGuaranteed(req.guaranteed, req.requested, 'guaranteed');
   await plugOne(ctx, w, { size, node }, undefined, op, false);
-  return { unplugged: [], failed: [], nodeDeltas: new Map([[node, size * 1024]]), changed: true };
+  return {
+    unplugged: [],
+    resized: [],
+    failed: [],
+    nodeDeltas: new Map([[node, size * 1024]]),
+    changed: true,
+  };
 }
 
 /** Guaranteed memory as requested (or as it was), never above the memory now; returns it. */
@@ -178,4 +227,15 @@ async function nextRunAfter(
     return { updated: false, memory: m, guaranteed: Math.min(vm.nextRunGuaranteed ?? m, m) };
   }
   return { updated: false, memory: vm.dom.memory, guaranteed: g };
+}
+
+function noSuitable(decrement: number, virtio: boolean): VirtError {
+  return new VirtError(
+    'hotunplug',
+    'no-suitable-device',
+    virtio
+      ? `no hot-plugged DIMM fits a decrease of ${decrement} MiB and the virtio-mem devices have nothing to give`
+      : `no hot-plugged DIMM (or set of them) fits a decrease of ${decrement} MiB`,
+    { decrement },
+  );
 }

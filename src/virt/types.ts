@@ -90,6 +90,8 @@ export interface SetMemoryResult {
   memSize: number;
   memGuaranteedSize: number;
   unplugged: { alias: string; size: number }[];
+  /** virtio-mem devices resized (MiB): the requested size now and the size the guest reached. */
+  resized: { alias: string; requested: number; current: number }[];
   failed: { alias: string; reason: string }[];
   /**
    * What the next-run (persistent, inactive) configuration holds after the

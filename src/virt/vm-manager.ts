@@ -217,7 +217,20 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     }
     const w = this.registry.requireWorker(uuid);
     this.checkOpen();
-    return w.operate(() => setMemoryNow(this.ctx, w, memoryBytes, opts, op));
+    const resize = {
+      timeoutMs: this.opts.resizeTimeoutMs ?? 120_000,
+      stallMs: this.opts.resizeStallMs ?? 20_000,
+    };
+    return w.operate(async () => {
+      try {
+        return await setMemoryNow(this.ctx, w, memoryBytes, { ...opts, resize }, op);
+      } finally {
+        // The virtio-mem devices' last sizes go out with the call's end.
+        for (const v of w.record?.dom.virtioMem ?? []) {
+          if (v.alias) this.registry.sizeChanges.flush(uuid, v.alias);
+        }
+      }
+    });
   }
 
   /** Stops taking operations and waits (bounded) for those in flight and their metadata writes. */

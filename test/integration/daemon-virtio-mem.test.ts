@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Stats } from '../helpers/api-types.js';
+import type { SetMemoryResult, Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, useGuests } from '../helpers/guest.js';
 import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
@@ -18,6 +18,7 @@ let dir: string;
 
 // Long enough for a loaded TCG guest to start moving, short enough for the stalled test.
 const STALL_S = 15;
+const MiB = 1024 * 1024;
 
 beforeAll(async () => {
   await hostReady();
@@ -73,7 +74,7 @@ function vmNotes(vmId: string, from: number): { method: string; params: unknown 
 }
 
 describe('VM.resizeMemoryDevice (real guests)', () => {
-  it('stats count current not maximum; bad input changes nothing; grows 0 -> 512 and shrinks 512 -> 128 MiB (results, MemTotal, notifications in order); an outside resize shows', async () => {
+  it('stats count current not maximum; bad input changes nothing; grows 0 -> 512 and shrinks 512 -> 128 MiB (results, MemTotal, notifications in order); an outside resize shows; setMemory lands exactly (virtio-mem alone up, DIMM then virtio-mem down)', async () => {
     const g = await vmemGuest('virtio-mem', 'vm-resize');
     const memTotal0 = await g.memTotalKiB();
     const s0 = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
@@ -207,6 +208,34 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     });
     expect(s1.hash).not.toBe(stats.hash);
     await g.waitForMemTotal((kib) => kib === base + 130 * 1024, 60_000);
+
+    // "Set memory to X" lands exactly on sizes no DIMM can reach: up through virtio-mem alone, ...
+    const up = await c.call<SetMemoryResult>('VM.setMemory', {
+      vmID: g.uuid,
+      memory: 700 * MiB,
+      timeout: 120,
+    });
+    expect(up).toMatchObject({
+      memSize: 700,
+      unplugged: [],
+      failed: [],
+      resized: [{ alias: 'ua-vmem0', requested: 316, current: 316 }],
+    });
+    await g.waitForMemTotal((kib) => kib === base + 316 * 1024, 60_000);
+    // ... and down with both kinds: the 128 MiB DIMM goes first, virtio-mem takes the exact remainder.
+    const down = await c.call<SetMemoryResult>('VM.setMemory', {
+      vmID: g.uuid,
+      memory: 450 * MiB,
+      timeout: 120,
+    });
+    expect(down).toMatchObject({
+      memSize: 450,
+      unplugged: [{ alias: 'ua-dimm1', size: 128 }],
+      resized: [{ alias: 'ua-vmem0', requested: 194, current: 194 }],
+      failed: [],
+    });
+    await g.waitForMemTotal((kib) => kib === memTotal0 + 194 * 1024, 60_000);
+    expect(await liveSizes(g)).toEqual({ requested: 194, current: 194 });
   });
 
   it('a shrink the guest cannot finish (kernel memory pinned): stalled with the true current; settle by default, keep on request', async () => {

@@ -181,6 +181,7 @@ function stubMethods() {
           memSize: 640,
           memGuaranteedSize: 512,
           unplugged: [{ alias: 'ua-0', size: 128 }],
+          resized: [],
           failed: [{ alias: 'ua-reject', reason: 'guest-rejected' }],
           nextRun: { updated: true, memory: 640, guaranteed: 512 },
         };
