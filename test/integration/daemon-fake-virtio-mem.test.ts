@@ -100,4 +100,36 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     const e = await p;
     expect([e.code, e.reason]).toEqual([85, 'vm-gone']);
   });
+
+  it('a resize in flight when the daemon is killed: the restarted daemon shows it resizing and reports its completion', async () => {
+    const { c, uuid } = await setup({ mode: 'follow', stepMiB: 8, stepMs: 400 }, 30);
+    void c
+      .call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 256, timeout: 300 })
+      .catch(() => undefined);
+    await c.waitForNotification((n) => n.method === `|virt|memory_device_size_changed|${uuid}`);
+    await c.close();
+    await fd?.daemon.kill();
+    fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 30\n' });
+    const c2 = await Client.connect(fd.daemon.url);
+    try {
+      const s = await c2.call<Stats>('VM.getStats', { vmID: uuid });
+      const dev = s.memoryDevices.find((d) => d.alias === 'ua-vm0');
+      // Still on its way (the fake guest needs 32 steps of 400 ms): requested 256, current below.
+      expect(dev).toMatchObject({ model: 'virtio-mem', requested: 256, state: 'resizing' });
+      expect(dev?.current).toBeLessThan(256);
+      const done = await c2.waitForNotification(
+        (n) =>
+          n.method === `|virt|memory_device_size_changed|${uuid}` &&
+          (n.params as { current: number }).current === 256,
+        30_000,
+      );
+      expect(done.params).toEqual({ alias: 'ua-vm0', requested: 256, current: 256 });
+      const final = await c2.waitForNotification(
+        (n) => n.method === `|virt|VM_status|${uuid}` && (n.params as Stats).memSize === 512 + 256,
+      );
+      expect((final.params as Stats).memoryDevices[0]).toMatchObject({ state: 'plugged', current: 256 });
+    } finally {
+      await c2.close();
+    }
+  });
 });
