@@ -393,6 +393,26 @@ describe('vm resize and virtio-mem in vm show', () => {
     expect(r.out).toMatch(/^Resized ua-vm of demo 0 MiB -> 512 MiB in [\d.]+ s: memory 1536 MiB -> 1024 MiB/);
   });
 
+  it('on a TTY, vm resize draws a live bar with current -> requested, MiB/s and elapsed time', async () => {
+    dimms = [vmem()];
+    const out = { text: '', isTTY: false, write: (t: string) => (out.text += t) };
+    const err = { text: '', isTTY: true, write: (t: string) => (err.text += t) };
+    const code = await main(
+      ['--url', url, 'vm', 'resize', 'demo', 'ua-vm', '512'],
+      {},
+      { stdout: out, stderr: err },
+    );
+    expect(code).toBe(0);
+    // Each redraw clears the line (CR, ESC [2K) and writes it again.
+    const drawn = err.text.replaceAll('\x1b[2K', '<clear>');
+    expect(drawn).toMatch(
+      /\r<clear>. resizing ua-vm of demo: \d+ MiB -> 512 MiB \[[#.]{20}\] \d+ MiB\/s, \d+ s/,
+    );
+    // The line is cleared when the call ends; the result goes to stdout.
+    expect(drawn.endsWith('\r<clear>')).toBe(true);
+    expect(out.text).toMatch(/^Resized ua-vm of demo/);
+  });
+
   it('a stalled resize exits 1 with the current reached and a hint', async () => {
     dimms = [vmem()];
     const r = await run('vm', 'resize', 'demo', 'ua-vm', '2');
