@@ -21,6 +21,14 @@ export interface UnplugRequested {
   readonly released: boolean;
   /** Guaranteed memory (MiB) the waiting call asked for once the device is gone. */
   readonly guaranteed?: number;
+  /**
+   * The request is kept in metadata (a mark). A call whose device the last
+   * metadata write listed as present needs none at first: a restart finds a
+   * removal by difference. It is marked once it is still pending a while
+   * later (`mark-due`), or when the call stops waiting, so a restart shows
+   * the device unplugging.
+   */
+  readonly marked: boolean;
 }
 
 /**
@@ -59,7 +67,11 @@ export type DeviceEvent =
       readonly alias: string;
       readonly since: string;
       readonly guaranteed?: number;
+      /** Write the mark before the detach (default); false when metadata already lists the device as present. */
+      readonly mark?: boolean;
     }
+  /** The request is still pending a while after it was made (or its detach returned): mark it now (not once released). */
+  | { readonly type: 'mark-due'; readonly alias: string }
   /** Recording the request in metadata failed: the guest was never asked. */
   | { readonly type: 'mark-failed'; readonly alias: string; readonly reason: 'libvirt-error' | 'vm-gone' }
   /** The detach request is on its way (the mark is durable). */
@@ -85,6 +97,8 @@ export type DeviceEvent =
       readonly type: 'adopted';
       readonly present: readonly string[];
       readonly marks: readonly { readonly alias: string; readonly since: string }[];
+      /** The devices metadata listed as present when last written: the ones gone were removed while we were away. */
+      readonly recorded?: readonly string[];
     }
   /** The VM started a new boot. */
   | { readonly type: 'booted'; readonly present: readonly string[] }
@@ -116,9 +130,9 @@ export function deviceSet(present: readonly string[]): DeviceSet {
   return { present: [...present], tracked: new Map() };
 }
 
-/** The marks to keep in metadata: every requested removal. */
+/** The marks to keep in metadata: every requested removal that is marked. */
 export function marksOf(s: DeviceSet): { alias: string; since: string }[] {
-  return [...s.tracked].map(([alias, d]) => ({ alias, since: d.since }));
+  return [...s.tracked].filter(([, d]) => d.marked).map(([alias, d]) => ({ alias, since: d.since }));
 }
 
 export function phaseOf(s: DeviceSet, alias: string): 'plugged' | 'unplugging' {
@@ -149,18 +163,25 @@ function failed(
   reason: FailReason,
   notify: boolean,
 ): Transition {
-  const effects: Effect[] = [{ type: 'persist' }, { type: 'publish' }];
+  // An unmarked request left nothing in metadata to take back.
+  const effects: Effect[] = d.marked ? [{ type: 'persist' }, { type: 'publish' }] : [{ type: 'publish' }];
   if (d.waiting) effects.push({ type: 'settle', alias, answer: { kind: 'failed', reason } });
   if (notify) effects.push({ type: 'notify', alias, outcome: { kind: 'failed', reason } });
   return { state: { ...s, tracked: without(s.tracked, alias) }, effects };
 }
 
 /** A fresh view of the live XML: a requested device missing from it is removed. */
-function observe(s: DeviceSet, present: readonly string[]): Transition {
+function observe(s: DeviceSet, present: readonly string[], recorded: readonly string[] = []): Transition {
   const here = new Set(present);
   const tracked = new Map<string, TrackedDevice>();
   const effects: Effect[] = [];
   const answers: Effect[] = [];
+  // Listed by metadata, gone now, never requested that we know of: removed while we were away.
+  for (const alias of recorded) {
+    if (here.has(alias) || s.tracked.has(alias)) continue;
+    effects.push({ type: 'clamp-guaranteed' });
+    answers.push({ type: 'notify', alias, outcome: { kind: 'removed', late: true } });
+  }
   for (const [alias, d] of s.tracked) {
     if (here.has(alias)) {
       // libvirt said removed but the XML still lists it: not confirmed.
@@ -200,15 +221,29 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
       });
       if (!s.present.includes(e.alias)) return refuse('device-not-found');
       if (s.tracked.has(e.alias)) return refuse('already-unplugging');
+      const marked = e.mark !== false;
       const d: UnplugRequested = {
         phase: 'unplug-requested',
         since: e.since,
         by: 'call',
         waiting: true,
         released: false,
+        marked,
         ...(e.guaranteed !== undefined ? { guaranteed: e.guaranteed } : {}),
       };
-      return { state: { ...s, tracked: withDevice(s.tracked, e.alias, d) }, effects: [{ type: 'persist' }] };
+      return {
+        state: { ...s, tracked: withDevice(s.tracked, e.alias, d) },
+        effects: marked ? [{ type: 'persist' }] : [],
+      };
+    }
+    case 'mark-due': {
+      const d = s.tracked.get(e.alias);
+      // Released: the re-read under way decides; a mark would only be cleared again.
+      if (!d || d.marked || d.released) return unchanged(s);
+      return {
+        state: { ...s, tracked: withDevice(s.tracked, e.alias, { ...d, marked: true }) },
+        effects: [{ type: 'persist' }],
+      };
     }
     case 'mark-failed': {
       const d = s.tracked.get(e.alias);
@@ -232,10 +267,12 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
     case 'call-gave-up': {
       const d = s.tracked.get(e.alias);
       if (!d?.waiting) return unchanged(s);
-      const rest: UnplugRequested = { ...d, waiting: false };
+      // The removal stays requested: from now on a restart must show it.
+      const rest: UnplugRequested = { ...d, waiting: false, marked: true };
       return {
         state: { ...s, tracked: withDevice(s.tracked, e.alias, rest) },
         effects: [
+          ...(d.marked ? [] : [{ type: 'persist' } as const]),
           { type: 'publish' },
           { type: 'settle', alias: e.alias, answer: { kind: 'pending', why: e.why } },
         ],
@@ -255,14 +292,20 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
     case 'reread-failed': {
       let tracked: Map<string, TrackedDevice> | undefined;
       const effects: Effect[] = [];
+      let persist = false;
       for (const [alias, d] of s.tracked) {
         if (!d.released || !d.waiting) continue;
         tracked ??= new Map(s.tracked);
-        tracked.set(alias, { ...d, waiting: false });
+        // Unconfirmed, so still requested: a restart must show it.
+        tracked.set(alias, { ...d, waiting: false, marked: true });
+        persist ||= !d.marked;
         effects.push({ type: 'settle', alias, answer: { kind: 'pending', why: 'unconfirmed' } });
       }
       return tracked
-        ? { state: { ...s, tracked }, effects: [{ type: 'publish' }, ...effects] }
+        ? {
+            state: { ...s, tracked },
+            effects: [...(persist ? [{ type: 'persist' } as const] : []), { type: 'publish' }, ...effects],
+          }
         : unchanged(s);
     }
     case 'observed':
@@ -277,9 +320,10 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
           by: 'adopted',
           waiting: false,
           released: false,
+          marked: true,
         });
       }
-      return observe({ ...s, tracked }, e.present);
+      return observe({ ...s, tracked }, e.present, e.recorded);
     }
     case 'booted': {
       // The new run's metadata starts without marks.

@@ -33,6 +33,14 @@ const RECONNECT_GRACE_MS = 5_000;
 /** How long a detach that failed because QEMU went away waits for the stop event. */
 const STOP_GRACE_MS = 3_000;
 
+/**
+ * How long an unplug that needed no mark before its detach may stay
+ * unmarked: a guest that releases the DIMM sooner (the usual case, tens of
+ * ms) costs no metadata write before the answer. If the daemon dies within
+ * this time and the guest never releases, a restart shows the DIMM plugged.
+ */
+const MARK_AFTER_MS = 1_000;
+
 type Dimm = ParsedDimm & { alias: string };
 
 export interface UnplugOptions {
@@ -99,7 +107,7 @@ async function markDurable(
   ]);
   if (first === 'answered') return false;
   if (first === 'marked') {
-    op('marked unplugging');
+    if (!req.recorded) op('marked unplugging');
     return true;
   }
   errors.mark = first.err;
@@ -120,6 +128,10 @@ async function detachAndWait(
 ): Promise<void> {
   const { alias } = dimm;
   const timer = setTimeout(() => w.submit({ type: 'call-gave-up', alias, why: 'timeout' }), o.timeoutMs);
+  // Still pending a while later: mark it, so a restart shows it unplugging.
+  const markTimer = req.recorded
+    ? setTimeout(() => w.submit({ type: 'mark-due', alias }), MARK_AFTER_MS)
+    : undefined;
   try {
     const ref = w.record?.ref;
     if (!ref) return; // gone: the machine has answered vm-gone
@@ -134,13 +146,19 @@ async function detachAndWait(
     if (first === 'answered') return;
     if (first === null) {
       o.op('detach accepted, waiting for the guest');
+      // libvirt answers the detach once the guest released the DIMM, or after
+      // its own wait (5 s in libvirt 9): then the removal stays pending.
+      w.submit({ type: 'mark-due', alias });
       return;
     }
     errors.detach = first.err;
-    const event = await classifyDetachFailure(ctx, w, alias, first.err, req.answer, o.op);
+    const event = await classifyDetachFailure(ctx, w, alias, first.err, req, o.op);
     if (event) w.submit(event);
   } finally {
-    void req.answer.finally(() => clearTimeout(timer));
+    void req.answer.finally(() => {
+      clearTimeout(timer);
+      clearTimeout(markTimer);
+    });
   }
 }
 
@@ -160,9 +178,10 @@ async function classifyDetachFailure(
   w: VmWorker,
   alias: string,
   err: unknown,
-  answered: Promise<Settled>,
+  req: UnplugRequest,
   op: OpLog,
 ): Promise<DeviceEvent | null> {
+  const answered = req.answer;
   op('detach failed', libvirtDetails(err));
   // libvirt 9 fails the detach itself when the guest rejects (and also sends
   // device-removal-failed).
@@ -171,6 +190,9 @@ async function classifyDetachFailure(
   // resync after reconnecting answers if the DIMM is gone.
   if (err instanceof LibvirtConnectionError) {
     if (await answeredWithin(answered, RECONNECT_GRACE_MS)) return null;
+    // No mark was written and nothing says libvirt acted on the detach: taken
+    // as not sent, as when the lost call was the mark (the DIMM stays plugged).
+    if (req.recorded) return { type: 'detach-failed', alias, reason: 'libvirt-error' };
     // Still cut off: say so now rather than at the timeout.
     return ctx.client.connected ? null : { type: 'call-gave-up', alias, why: 'disconnected' };
   }

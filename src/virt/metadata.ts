@@ -28,6 +28,12 @@ export interface VmMetadata {
   /** Aliases of the DIMMs present when the VM started; null when not recorded. */
   bootDimms: string[] | null;
   unplugging: UnplugMark[];
+  /**
+   * Aliases of the DIMMs in the live XML when this was written (absent when
+   * not recorded): one that is gone at a restart was removed while the
+   * daemon was away, so an unplug needs no mark before its detach.
+   */
+  present?: string[];
 }
 
 export function emptyMetadata(): VmMetadata {
@@ -62,6 +68,13 @@ export function metadataFromElement(el: unknown): VmMetadata {
   for (const d of asArray(isObj(vm.unplugging) ? vm.unplugging.dimm : undefined)) {
     const a = attr(d, 'alias');
     if (a) md.unplugging.push({ alias: a, since: attr(d, 'since') ?? '' });
+  }
+  if (vm.present !== undefined) {
+    md.present = [];
+    for (const d of asArray(isObj(vm.present) ? vm.present.dimm : undefined)) {
+      const a = attr(d, 'alias');
+      if (a) md.present.push(a);
+    }
   }
   return md;
 }
@@ -107,6 +120,9 @@ export function buildMetadata(md: VmMetadata): string {
     vm.unplugging = {
       dimm: md.unplugging.map((u) => ({ [`${ATTR}alias`]: u.alias, [`${ATTR}since`]: u.since })),
     };
+  }
+  if (md.present !== undefined) {
+    vm.present = md.present.length ? { dimm: md.present.map((a) => ({ [`${ATTR}alias`]: a })) } : '';
   }
   return fragmentBuilder.build({ vm }) as string;
 }

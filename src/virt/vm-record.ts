@@ -37,11 +37,15 @@ export interface VmRecord {
   metaBootId: number | null;
   stats: VmStats;
   metaWrite: Promise<void>;
+  /** The DIMMs listed as present by the last metadata write that completed (or that we read); null when none did. */
+  recordedPresent: ReadonlySet<string> | null;
+  /** The present list of the last metadata write issued, to tell when the list changed. */
+  issuedPresent: readonly string[] | null;
 }
 
 /** What we write into the domain's live metadata. */
-export function metadataOf(vm: VmRecord): VmMetadata {
-  return { ...vm.meta, unplugging: marksOf(vm.devices) };
+export function metadataOf(vm: VmRecord): VmMetadata & { present: string[] } {
+  return { ...vm.meta, unplugging: marksOf(vm.devices), present: [...vm.devices.present] };
 }
 
 export function isHotplugged(vm: VmRecord, alias: string): boolean {

@@ -35,8 +35,10 @@ export interface Settled {
 export interface UnplugRequest {
   /** Settles exactly once, with what the lifecycle machine decided. */
   answer: Promise<Settled>;
-  /** The metadata write recording the request (the detach must wait for it). */
+  /** The metadata write recording the request (the detach must wait for it); settled at once when none is needed. */
   marked: Promise<void>;
+  /** No mark was needed before the detach (metadata lists the DIMM as present). */
+  recorded: boolean;
 }
 
 export interface WorkerDeps {
@@ -107,13 +109,17 @@ export class VmWorker {
     if (this.waiters.has(alias)) throw new Error(`already waiting for ${alias} on ${this.uuid}`);
     const answer = new Promise<Settled>((resolve) => this.waiters.set(alias, resolve));
     const since = new Date().toISOString();
+    // Metadata lists the DIMM as present: if we die now, a restart finds its
+    // removal by difference, so the detach need not wait for a mark.
+    const recorded = this.vm?.recordedPresent?.has(alias) === true;
     const marked = this.submit({
       type: 'unplug-requested',
       alias,
       since,
+      mark: !recorded,
       ...(guaranteed !== undefined ? { guaranteed } : {}),
     });
-    return { answer, marked: marked ?? Promise.resolve() };
+    return { answer, marked: marked ?? Promise.resolve(), recorded };
   }
 
   /** Sets live guaranteed memory; resolves when it is written. */
@@ -165,6 +171,8 @@ export class VmWorker {
       const w = this.effect(vm, eff, cause);
       if (w) written = w;
     }
+    // Keep metadata's list of present DIMMs current (a plug, a removal nobody asked for).
+    if (!written && vm.active && vm.metaBootId === vm.ref.id && !samePresent(vm)) written = this.persist();
     if (written && e.type !== 'unplug-requested') this.background(written, 'metadata write');
     return written;
   }
@@ -346,6 +354,8 @@ export class VmWorker {
       metaBootId: null,
       stats: undefined as never,
       metaWrite: Promise.resolve(),
+      recordedPresent: null,
+      issuedPresent: null,
     };
     return vm;
   }
@@ -387,8 +397,16 @@ export class VmWorker {
     vm.meta = facts;
     write = this.defaultGuaranteed(vm) || write;
     vm.metaBootId = vm.ref.id;
+    // What metadata listed as present is durable; gone now means removed while we were away.
+    vm.recordedPresent = md.present ? new Set(md.present) : null;
+    vm.issuedPresent = md.present ?? null;
     // Unplugs that completed while we were away are reported here (late).
-    const written = this.submit({ type: 'adopted', present, marks: md.unplugging });
+    const written = this.submit({
+      type: 'adopted',
+      present,
+      marks: md.unplugging,
+      ...(md.present ? { recorded: md.present } : {}),
+    });
     if (write && !written) this.background(this.persist(), 'metadata write');
   }
 
@@ -430,16 +448,19 @@ export class VmWorker {
   private persist(): Promise<void> {
     const vm = this.vm;
     if (!vm) return Promise.resolve();
+    vm.issuedPresent = [...vm.devices.present];
     const write = async (): Promise<void> => {
       if (!vm.active) return;
+      const md = metadataOf(vm);
       await this.deps.client.setMetadata(
         vm.ref,
         MetadataType.ELEMENT,
-        buildMetadata(metadataOf(vm)),
+        buildMetadata(md),
         METADATA_PREFIX,
         METADATA_URI,
         DomainAffect.LIVE,
       );
+      vm.recordedPresent = new Set(md.present);
     };
     const p = vm.metaWrite.then(write, write);
     vm.metaWrite = p.catch(() => undefined);
@@ -452,4 +473,11 @@ export class VmWorker {
       this.deps.log.error({ vmId: this.uuid, ...libvirtDetails(err) }, `${what} failed`);
     });
   }
+}
+
+/** Metadata's list of present DIMMs (as last issued) matches the live XML. */
+function samePresent(vm: VmRecord): boolean {
+  const a = vm.issuedPresent;
+  const b = vm.devices.present;
+  return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
 }
