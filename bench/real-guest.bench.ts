@@ -88,11 +88,12 @@ class PythonUnplugger {
 /** The daemon's own step timings of the timed unplugs: "step at p50 ms" for each logged step, in order. */
 function stepMedians(logs: readonly LogLine[], aliases: ReadonlySet<string>): string {
   const at = new Map<string, number[]>();
+  const add = (k: string, ms: number) => at.set(k, [...(at.get(k) ?? []), ms]);
   for (const l of logs) {
-    if (l.operation !== 'hotunplug' || typeof l.durationMs !== 'number' || !aliases.has(String(l.alias)))
-      continue;
-    const k = String(l.step ?? l.msg);
-    at.set(k, [...(at.get(k) ?? []), l.durationMs]);
+    if (l.operation !== 'hotunplug' || !aliases.has(String(l.alias))) continue;
+    // The final line of an unplug carries every step's time (`steps`); older daemons logged each step.
+    if (l.steps) for (const [k, ms] of Object.entries(l.steps as Record<string, number>)) add(k, ms);
+    else if (typeof l.durationMs === 'number') add(String(l.step ?? l.msg), l.durationMs);
   }
   return [...at]
     .map(([k, v]) => [k, summarize(v, 'ms').median] as const)

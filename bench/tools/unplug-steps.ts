@@ -31,10 +31,12 @@ for (let i = 0; i < n; i++) {
   total.push(performance.now() - t0);
 }
 const steps = new Map<string, number[]>();
+const add = (k: string, ms: number) => steps.set(k, [...(steps.get(k) ?? []), ms]);
 for (const l of daemon.logs) {
-  if (l.operation !== 'hotunplug' || typeof l.durationMs !== 'number') continue;
-  const k = String(l.step);
-  steps.set(k, [...(steps.get(k) ?? []), l.durationMs]);
+  if (l.operation !== 'hotunplug') continue;
+  // The final line of an unplug carries every step's time (`steps`); older daemons logged each step.
+  if (l.steps) for (const [k, ms] of Object.entries(l.steps as Record<string, number>)) add(k, ms);
+  else if (typeof l.durationMs === 'number') add(String(l.step), l.durationMs);
 }
 console.log(`client-side total p50 ${summarize(total, 'ms').median.toFixed(2)} ms`);
 for (const [k, v] of steps) console.log(`${summarize(v, 'ms').median.toFixed(2).padStart(7)} ms  ${k}`);
