@@ -323,6 +323,8 @@ export class VmWorker {
       this.submit({ type: 'vm-stopped' });
       vm.meta = { guaranteedMiB: null, bootDimms: null };
       vm.metaBootId = null;
+      vm.recordedPresent = null;
+      vm.issuedPresent = null;
       if (!persistent) {
         this.applyGone();
         return undefined;
@@ -367,6 +369,9 @@ export class VmWorker {
     vm.meta = { guaranteedMiB: md.guaranteedMiB, bootDimms: present };
     this.defaultGuaranteed(vm);
     vm.metaBootId = vm.ref.id;
+    // A new run's live metadata lists nothing yet, whatever the last run's did.
+    vm.recordedPresent = null;
+    vm.issuedPresent = null;
     this.deps.log.info({ vmId: vm.uuid, bootDimms: present }, 'VM started: recorded boot-time DIMMs');
     // `booted` persists the new run's metadata.
     this.submit({ type: 'booted', present });
