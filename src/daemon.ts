@@ -99,7 +99,11 @@ export async function startDaemon(
     ...(prefix ? { manages: (name: string) => name.startsWith(prefix) } : {}),
   });
   // Numbered notifications, kept for resuming clients; it exists before the RPC server so recovery's findings are kept.
-  const events = new EventJournal({ log });
+  const events = new EventJournal({
+    log,
+    maxEntries: config.events.maxEntries,
+    maxAgeMs: config.events.maxAgeS * 1000,
+  });
   const forwarder = forwardNotifications(vms, events);
   metrics.watchVms(vms);
   await vms.open();

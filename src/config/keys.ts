@@ -41,6 +41,8 @@ export const KEYS = {
   'memory.dimm_alignment_mib': { kind: { t: 'int', min: 1, max: 1048576 }, def: 128 },
   'memory.resize_timeout': { kind: { t: 'number', min: 1, max: 86400 }, def: 120 },
   'memory.resize_stall_timeout': { kind: { t: 'number', min: 0.1, max: 86400 }, def: 20 },
+  'events.max_entries': { kind: { t: 'int', min: 100, max: 10_000_000 }, def: 10_000 },
+  'events.max_age': { kind: { t: 'number', min: 60, max: 30 * 86400 }, def: 86400 },
   'log.level': { kind: { t: 'enum', values: LOG_LEVELS }, def: 'info' },
   'log.pretty': { kind: { t: 'bool' }, def: false },
   'limits.max_payload_bytes': { kind: { t: 'int', min: 1024, max: 268435456 }, def: 1048576 },

@@ -39,6 +39,8 @@ export interface DaemonConfig {
   /** Default wait (s) of VM.resizeMemoryDevice, and how long `current` may stand still before it is stalled. */
   resizeTimeoutS: number;
   resizeStallS: number;
+  /** Bounds of the notification journal behind replay and Host.getEvents. */
+  events: { maxEntries: number; maxAgeS: number };
   log: { level: LogLevel; pretty: boolean };
   limits: {
     maxPayloadBytes: number;

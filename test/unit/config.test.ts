@@ -55,6 +55,7 @@ describe('loadConfig defaults', () => {
     expect(c.unplugTimeoutS).toBe(30);
     expect(c.dimmAlignmentMiB).toBe(128);
     expect(c.log).toEqual({ level: 'info', pretty: false });
+    expect(c.events).toEqual({ maxEntries: 10_000, maxAgeS: 86_400 });
     expect(c.limits).toEqual({
       maxPayloadBytes: 1048576,
       maxConnections: 1024,
@@ -169,6 +170,8 @@ describe('errors name the key in one line', () => {
     ['listen = 5\n', 'listen', /must be a table/],
     ['[limits]\nmax_payload_bytes = 10\n', 'limits.max_payload_bytes', /1024\.\./],
     ['[libvirt]\nuri = ""\n', 'libvirt.uri', /must not be empty/],
+    ['[events]\nmax_entries = 10\n', 'events.max_entries', /must be an integer 100\.\./],
+    ['[events]\nmax_age = 1\n', 'events.max_age', /must be a number 60\.\./],
   ];
   for (const [text, key, re] of cases) {
     it(`${key}: ${JSON.stringify(text)}`, () => {
