@@ -97,6 +97,7 @@ export async function startDaemon(
     resizeTimeoutMs: config.resizeTimeoutS * 1000,
     resizeStallMs: config.resizeStallS * 1000,
     ...(prefix ? { manages: (name: string) => name.startsWith(prefix) } : {}),
+    observer: metrics.operationObserver,
   });
   // Numbered notifications, kept for resuming clients; it exists before the RPC server so recovery's findings are kept.
   const events = new EventJournal({
@@ -116,6 +117,7 @@ export async function startDaemon(
       hypervisorVersion: formatLibvirtVersion(hvVer),
       hostname,
       libvirtConnected: () => client.connected,
+      status: () => metrics.status(),
     },
     events,
   );

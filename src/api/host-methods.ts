@@ -3,7 +3,7 @@
 import type { MethodSpec } from '../rpc/method.js';
 import type { VmManager } from '../virt/vm-manager.js';
 import { defineMethod } from './define-method.js';
-import { AllVmStats, Capabilities, NoParams, PingResult, VmList } from './schemas.js';
+import { AllVmStats, Capabilities, HostStatus, NoParams, PingResult, VmList } from './schemas.js';
 
 export interface HostInfo {
   version: string;
@@ -12,6 +12,8 @@ export interface HostInfo {
   hypervisorVersion: string;
   hostname: string;
   libvirtConnected(): boolean;
+  /** The daemon's status figures (the metrics module's). */
+  status(): HostStatus;
 }
 
 export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
@@ -58,6 +60,15 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
       params: NoParams,
       result: AllVmStats,
       handler: async () => vms.allStats(),
+    }),
+    defineMethod({
+      name: 'Host.getStatus',
+      logLevel: 'debug',
+      summary:
+        'One screen of the daemon: uptime, libvirt connection, VMs and DIMMs, clients, operations in flight and the last 10 outcomes with durations.',
+      params: NoParams,
+      result: HostStatus,
+      handler: async () => info.status(),
     }),
   ];
 }

@@ -265,6 +265,63 @@ export const SetMemoryResult = Type.Object(
 );
 export type SetMemoryResult = Static<typeof SetMemoryResult>;
 
+const Count = Type.Integer({ minimum: 0 });
+const IsoTime = Type.String({ description: 'ISO 8601 time' });
+
+/** Host.getStatus: the figures of the metrics as one screen. */
+export const HostStatus = Type.Object(
+  {
+    startedAt: IsoTime,
+    uptimeSeconds: Type.Number({ minimum: 0 }),
+    libvirt: Type.Object(
+      {
+        connected: Type.Boolean(),
+        reconnects: Type.Integer({
+          minimum: 0,
+          description: 'times re-established since the daemon started',
+        }),
+        since: Type.Union([IsoTime, Type.Null()], {
+          description: 'when the connection last went up or down',
+        }),
+      },
+      closed,
+    ),
+    vms: Type.Object({ total: Count, byStatus: Type.Record(Type.String(), Count) }, closed),
+    dimms: Type.Object({ plugged: Count, unplugging: Count }, closed),
+    clients: Type.Record(Type.String(), Count, { description: 'connected clients per transport' }),
+    inFlight: Type.Array(
+      Type.Object(
+        {
+          operation: Type.String(),
+          vmId: Type.String(),
+          vmName: Type.Union([Type.String(), Type.Null()]),
+          alias: Type.Optional(Type.String()),
+          since: IsoTime,
+        },
+        closed,
+      ),
+      { description: 'operations accepted and not yet answered, oldest first' },
+    ),
+    recent: Type.Array(
+      Type.Object(
+        {
+          at: IsoTime,
+          operation: Type.String({ description: 'hotplug, hotunplug, setMemory or late-removal' }),
+          vmId: Type.String(),
+          vmName: Type.Union([Type.String(), Type.Null()]),
+          alias: Type.Optional(Type.String()),
+          outcome: Type.String({ description: 'ok, partial, or the error reason' }),
+          durationMs: Type.Union([Type.Number({ minimum: 0 }), Type.Null()]),
+        },
+        closed,
+      ),
+      { maxItems: 10, description: 'the last 10 outcomes, newest first' },
+    ),
+  },
+  closed,
+);
+export type HostStatus = Static<typeof HostStatus>;
+
 // ---------------------------------------------------------------- notifications
 
 export const DeviceRemovedEvent = Type.Object(

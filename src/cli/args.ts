@@ -23,7 +23,8 @@ export type Command =
   | { kind: 'vm-unplug'; vm: string; alias: string; timeoutS?: number }
   | { kind: 'vm-resize'; vm: string; alias: string; requestedMiB: number; timeoutS?: number; keep: boolean }
   | { kind: 'vm-set-memory'; vm: string; memoryBytes: number; guaranteedBytes?: number; timeoutS?: number }
-  | { kind: 'events'; vm?: string; count?: number };
+  | { kind: 'events'; vm?: string; count?: number }
+  | { kind: 'status' };
 
 export interface ParsedCli {
   global: GlobalOptions;
@@ -179,6 +180,10 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
 function parseCommand(positional: string[], opts: Map<string, string>): Command {
   const [head, sub] = positional;
   if (head === 'help') return { kind: 'help' };
+  if (head === 'status') {
+    if (positional.length > 1) throw new UsageError('usage: vmhost-client status');
+    return { kind: 'status' };
+  }
   if (head === 'events') {
     if (positional.length > 2) throw new UsageError('usage: vmhost-client events [VM] [--count N]');
     const c: Command = { kind: 'events' };
@@ -273,6 +278,8 @@ Commands:
   vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S]
                                         lower (or raise) the VM's memory to SIZE
   events [VM] [--count N]               follow notifications, one line each (Ctrl-C stops)
+  status                                the daemon on one screen: uptime, libvirt, VMs, DIMMs,
+                                        clients, operations in flight, last 10 outcomes
   NAMESPACE METHOD [NAME=VALUE ...]     raw call, e.g. Host getVMList,
   NAMESPACE.METHOD [NAME=VALUE ...]     VM hotunplugMemory vmID=UUID params='{"vmId":…}'
                                         (VALUE is JSON when it parses as JSON, else a string)

@@ -6,6 +6,7 @@ import { hintForReason } from './explain.js';
 import { Progress, type Writable } from './progress.js';
 import type { Notification, RpcClient } from './rpc-client.js';
 import { formatMiB } from './size.js';
+import { renderStatus, toStatus } from './status-view.js';
 import {
   renderDimms,
   renderEvent,
@@ -81,6 +82,11 @@ export async function runCommand(
       return setMemory(client, command, global, io);
     case 'events':
       return events(client, command, global, io);
+    case 'status': {
+      const st = await client.call('Host.getStatus');
+      out.write(global.json ? json(st) : renderStatus(toStatus(st), (io.now ?? Date.now)()));
+      return EXIT.OK;
+    }
     case 'help':
     case 'version':
       return EXIT.OK;

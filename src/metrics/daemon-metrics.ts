@@ -1,12 +1,15 @@
-// The daemon's metrics. Observes the other layers only
+// The daemon's metrics and status figures. Observes the other layers only
 // from outside: the VM manager's public events and state, the libvirt
 // client's connection events, and the typed observer hooks of rpc/ and
 // virt/. Owns a prom-client registry of its own (no global state).
 import { Registry } from 'prom-client';
 import type { LibvirtClientEvents } from '../libvirt/types.js';
 import type { RefusalReason, RpcObserver } from '../rpc/observer.js';
+import type { OperationInfo, OperationObserver } from '../virt/observer.js';
 import type { DeviceRemovalFailedEvent, DeviceRemovedEvent, VmManagerEvents } from '../virt/types.js';
 import { defineMetrics, type MetricSet, type VmSnapshot } from './definitions.js';
+import { OperationsLog } from './operations-log.js';
+import type { HostStatus } from './status.js';
 
 /** The VM manager as seen from here. */
 export interface VmSource {
@@ -26,19 +29,30 @@ export interface DaemonMetricsOptions {
   version: string;
   /** Export series labelled by VM (metrics.per_vm). */
   perVm?: boolean;
+  now?: () => Date;
 }
+
+const seconds = (ms: number) => ms / 1000;
 
 export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly m: MetricSet;
+  private readonly log: OperationsLog;
   private readonly clientSources = new Map<string, () => number>();
+  private readonly started: Date;
+  private readonly now: () => Date;
   private vms: VmSource | undefined;
   private libvirt: LibvirtSource | undefined;
+  private libvirtSince: Date | null = null;
+  private reconnects = 0;
   private readonly stops: (() => void)[] = [];
   /** Children of the request counter by method, then code: the per-request cost is two map lookups. */
   private readonly rpcChildren = new Map<string, Map<number, { inc(): void }>>();
 
   constructor(opts: DaemonMetricsOptions) {
+    this.now = opts.now ?? (() => new Date());
+    this.started = this.now();
+    this.log = new OperationsLog(10, this.now);
     this.m = defineMetrics(
       this.registry,
       {
@@ -48,6 +62,7 @@ export class DaemonMetrics {
           for (const [t, count] of this.clientSources) out.set(t, count());
           return out;
         },
+        inFlight: () => this.log.inFlightByMethod(),
         libvirtConnected: () => this.libvirt?.connected ?? false,
       },
       { perVm: opts.perVm === true, version: opts.version },
@@ -73,12 +88,31 @@ export class DaemonMetrics {
     refused: (reason: RefusalReason) => this.m.refused.inc({ reason }),
   };
 
+  /** Hands to the VM manager: operation outcomes and durations. */
+  readonly operationObserver: OperationObserver = {
+    operationStarted: (op: OperationInfo) => this.log.started(op, op),
+    operationFinished: (op, outcome, durationMs) => {
+      this.m.operations.inc({ method: op.operation, outcome });
+      this.log.finished(op, op, outcome, durationMs);
+    },
+    unplugFinished: (e) => this.m.unplugDuration.observe({ outcome: e.outcome }, seconds(e.durationMs)),
+    guestReleased: (e) => this.m.guestRelease.observe(seconds(e.durationMs)),
+    plugFinished: (e) => this.m.plugDuration.observe({ outcome: e.outcome }, seconds(e.durationMs)),
+  };
+
   /** Subscribe before the manager opens, so late removals found at start count. */
   watchVms(vms: VmSource): void {
     this.vms = vms;
-    const onRemoved = (_vmId: string, ev: DeviceRemovedEvent) => {
+    const onRemoved = (vmId: string, ev: DeviceRemovedEvent) => {
       if (!ev.late) return;
       this.m.lateRemovals.inc();
+      this.log.record({
+        operation: 'late-removal',
+        vmId,
+        alias: ev.alias,
+        outcome: 'removed',
+        durationMs: null,
+      });
     };
     const onFailed = (vmId: string, ev: DeviceRemovalFailedEvent) => {
       if (ev.reason !== 'guest-rejected' || !this.m.vmRejections) return;
@@ -95,9 +129,21 @@ export class DaemonMetrics {
 
   watchLibvirt(client: LibvirtSource): void {
     this.libvirt = client;
-    const onUp = () => this.m.libvirtReconnects.inc();
+    this.libvirtSince = this.now();
+    const onUp = () => {
+      this.reconnects++;
+      this.libvirtSince = this.now();
+      this.m.libvirtReconnects.inc();
+    };
+    const onDown = () => {
+      this.libvirtSince = this.now();
+    };
     client.on('reconnected', onUp);
-    this.stops.push(() => client.off('reconnected', onUp));
+    client.on('disconnected', onDown);
+    this.stops.push(() => {
+      client.off('reconnected', onUp);
+      client.off('disconnected', onDown);
+    });
   }
 
   /** Counts a transport's connected clients at each scrape. */
@@ -112,6 +158,42 @@ export class DaemonMetrics {
   /** The Prometheus text exposition. */
   render(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  status(): HostStatus {
+    const now = this.now();
+    const vms = this.vms?.allStats() ?? [];
+    const byStatus: Record<string, number> = {};
+    const dimms = { plugged: 0, unplugging: 0 };
+    const names = new Map<string, string>();
+    for (const vm of vms) {
+      byStatus[vm.status] = (byStatus[vm.status] ?? 0) + 1;
+      names.set(vm.vmId, vm.vmName);
+      for (const d of vm.memoryDevices) {
+        if (d.state === 'unplugging') dimms.unplugging++;
+        else dimms.plugged++;
+      }
+    }
+    const clients: Record<string, number> = {};
+    for (const [t, count] of this.clientSources) clients[t] = count();
+    const withName = <T extends { vmId: string }>(e: T): T & { vmName: string | null } => ({
+      ...e,
+      vmName: names.get(e.vmId) ?? null,
+    });
+    return {
+      startedAt: this.started.toISOString(),
+      uptimeSeconds: Math.round((now.getTime() - this.started.getTime()) / 100) / 10,
+      libvirt: {
+        connected: this.libvirt?.connected ?? false,
+        reconnects: this.reconnects,
+        since: this.libvirtSince?.toISOString() ?? null,
+      },
+      vms: { total: vms.length, byStatus },
+      dimms,
+      clients,
+      inFlight: this.log.inFlight().map(withName),
+      recent: this.log.recent().map(withName),
+    };
   }
 
   close(): void {

@@ -2,7 +2,10 @@
 // in one place: the README's table, the Grafana dashboard's test and the
 // daemon all read these. Gauges of current state are computed at scrape
 // time from the sources given (nothing to keep in step between scrapes).
-import { Counter, collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** 10 ms .. 60 s: a cooperative guest releases a DIMM in well under a second, the default timeout is 30 s. */
+export const DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
 
 export interface VmSnapshot {
   vmId: string;
@@ -18,6 +21,8 @@ export interface GaugeSources {
   vms(): readonly VmSnapshot[];
   /** Connected clients per transport (ws, stomp, ...). */
   clients(): ReadonlyMap<string, number>;
+  /** Calls accepted and not yet answered, per operation. */
+  inFlight(): ReadonlyMap<string, number>;
   libvirtConnected(): boolean;
 }
 
@@ -28,6 +33,10 @@ export interface MetricOptions {
 }
 
 export interface MetricSet {
+  unplugDuration: Histogram<'outcome'>;
+  guestRelease: Histogram;
+  plugDuration: Histogram<'outcome'>;
+  operations: Counter<'method' | 'outcome'>;
   lateRemovals: Counter;
   rpcRequests: Counter<'method' | 'code'>;
   refused: Counter<'reason'>;
@@ -50,6 +59,32 @@ export function defineMetrics(registry: Registry, src: GaugeSources, opts: Metri
   }).set({ version: opts.version }, 1);
 
   const set: MetricSet = {
+    unplugDuration: new Histogram({
+      name: 'vmhostd_unplug_duration_seconds',
+      help: 'Hot unplug of one DIMM, from its start in the VM worker to its outcome (removed, guest-rejected, timeout, vm-gone, libvirt-error, ...).',
+      labelNames: ['outcome'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    guestRelease: new Histogram({
+      name: 'vmhostd_guest_release_seconds',
+      help: 'Detach sent to libvirt until device-removed: how long guests take to release a DIMM.',
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    plugDuration: new Histogram({
+      name: 'vmhostd_plug_duration_seconds',
+      help: 'Hot plug of one DIMM, by outcome (plugged or the failure reason).',
+      labelNames: ['outcome'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    operations: new Counter({
+      name: 'vmhostd_operations_total',
+      help: 'Memory operations answered, by method (hotplug, hotunplug, setMemory) and outcome (ok, partial, or the error reason).',
+      labelNames: ['method', 'outcome'],
+      registers,
+    }),
     lateRemovals: new Counter({
       name: 'vmhostd_late_removals_total',
       help: 'DIMMs the guest released after their call had ended (timeout, lost connection, daemon restart).',
@@ -118,6 +153,17 @@ export function defineMetrics(registry: Registry, src: GaugeSources, opts: Metri
       }
       this.set({ state: 'plugged' }, plugged);
       this.set({ state: 'unplugging' }, unplugging);
+    },
+  });
+  new Gauge({
+    name: 'vmhostd_operations_in_flight',
+    help: 'Memory operations accepted and not yet answered (queued or running), by method.',
+    labelNames: ['method'],
+    registers,
+    collect() {
+      this.reset();
+      for (const method of ['hotplug', 'hotunplug', 'setMemory']) this.set({ method }, 0);
+      for (const [method, n] of src.inFlight()) this.set({ method }, n);
     },
   });
   new Gauge({

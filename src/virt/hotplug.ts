@@ -10,6 +10,7 @@ import { kibToMiB, type ParsedDomain } from './domain-xml.js';
 import { invalid, VirtError } from './errors.js';
 import { errMessage, libvirtDetails } from './libvirt-errors.js';
 import { updateNextRun } from './next-run.js';
+import { observeDimm } from './observer.js';
 import type { OpContext, OpLog } from './op-context.js';
 import type { HotplugSpec } from './types.js';
 import type { VmRecord } from './vm-record.js';
@@ -21,8 +22,21 @@ interface PlugPlan {
   sizeKiB: number;
 }
 
-/** Runs as one of the VM's operations. */
-export async function plugOne(
+/** Runs as one of the VM's operations; its outcome and duration go to the observer. */
+export function plugOne(
+  ctx: OpContext,
+  w: VmWorker,
+  mem: HotplugSpec,
+  guaranteed: number | undefined,
+  op: OpLog,
+  nextRun: boolean,
+): Promise<Readonly<VmRecord>> {
+  const report = (outcome: string, durationMs: number) =>
+    ctx.observer.plugFinished({ vmId: w.uuid, alias: mem.alias, outcome, durationMs });
+  return observeDimm(report, 'plugged', () => plugDimm(ctx, w, mem, guaranteed, op, nextRun));
+}
+
+async function plugDimm(
   ctx: OpContext,
   w: VmWorker,
   mem: HotplugSpec,

@@ -19,6 +19,7 @@ import {
   libvirtDetails,
 } from './libvirt-errors.js';
 import { updateNextRun } from './next-run.js';
+import { observeDimm } from './observer.js';
 import type { OpContext, OpLog } from './op-context.js';
 import { isActive } from './status.js';
 import type { VmRecord } from './vm-record.js';
@@ -56,8 +57,19 @@ interface CallErrors {
   detach?: unknown;
 }
 
-/** Runs as one of the VM's operations. */
-export async function unplugOne(
+/** Runs as one of the VM's operations; its outcome and duration go to the observer. */
+export function unplugOne(
+  ctx: OpContext,
+  w: VmWorker,
+  dimm: Dimm,
+  o: UnplugOptions,
+): Promise<{ memSize: number; memGuaranteedSize: number }> {
+  const report = (outcome: string, durationMs: number) =>
+    ctx.observer.unplugFinished({ vmId: w.uuid, alias: dimm.alias, outcome, durationMs });
+  return observeDimm(report, 'removed', () => unplugDimm(ctx, w, dimm, o));
+}
+
+async function unplugDimm(
   ctx: OpContext,
   w: VmWorker,
   dimm: Dimm,
@@ -140,6 +152,7 @@ async function detachAndWait(
       (err: unknown) => ({ err }),
     );
     o.op('detach requested');
+    reportRelease(ctx, w, alias, req.answer);
     // Shown as unplugging once the detach is on its way (the mark is durable).
     w.submit({ type: 'detach-requested', alias });
     const first = await Promise.race([detach, req.answer.then(() => 'answered' as const)]);
@@ -160,6 +173,16 @@ async function detachAndWait(
       clearTimeout(markTimer);
     });
   }
+}
+
+/** Detach sent -> the removal confirmed: the guest's share of the unplug, for the observer. */
+function reportRelease(ctx: OpContext, w: VmWorker, alias: string, answer: Promise<Settled>): void {
+  const sent = performance.now();
+  void answer.then((s) => {
+    if (s.answer.kind === 'removed') {
+      ctx.observer.guestReleased({ vmId: w.uuid, alias, durationMs: performance.now() - sent });
+    }
+  });
 }
 
 function detachXml(dimm: Dimm): string {

@@ -4,11 +4,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { LibvirtApi } from '../libvirt/types.js';
+import type { OperationObserver } from './observer.js';
 
 export type OpLog = (step: string, extra?: Record<string, unknown>) => void;
 
 export interface OpContext {
   client: LibvirtApi;
+  /** Told of each DIMM's outcome (metrics); guarded, so it never throws. */
+  observer: Required<OperationObserver>;
   opts: {
     readonly unplugTimeoutMs: number;
     readonly dimmAlignmentMiB: number;

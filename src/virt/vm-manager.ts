@@ -10,6 +10,7 @@ import { checkUnplug } from './checks.js';
 import { invalid, VirtError } from './errors.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
+import { guardedObserver, type OperationObserver, observeOperation } from './observer.js';
 import { createOpLog, type OpContext, type OpLog } from './op-context.js';
 import {
   checkResize,
@@ -52,6 +53,8 @@ export interface VmManagerOptions {
    * daemons on one libvirtd out of each other's VMs.
    */
   manages?: (domainName: string) => boolean;
+  /** Told of every call and every DIMM's outcome with durations (the daemon's metrics). */
+  observer?: OperationObserver;
 }
 
 export class VmManager extends EventEmitter<VmManagerEvents> {
@@ -67,7 +70,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     super();
     this.log = opts.log;
     this.registry = new VmRegistry(client, this, opts);
-    this.ctx = { client, opts };
+    this.ctx = { client, opts, observer: guardedObserver(opts.observer, opts.log) };
   }
 
   /** Lists domains, reads their XML and metadata, subscribes to events and reconciles. */
@@ -105,9 +108,45 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     return this.registry.all().map((vm) => vm.stats);
   }
 
-  // ---- operations ----
+  // ---- operations (each observed: started, then its outcome) ----
 
   async hotplugMemory(
+    vmId: string,
+    mem: HotplugSpec,
+    opts: { memGuaranteedSize?: number; opId?: string } = {},
+  ): Promise<VmStats> {
+    const info = {
+      operation: 'hotplug' as const,
+      vmId: vmId.toLowerCase(),
+      ...(mem.alias ? { alias: mem.alias } : {}),
+    };
+    return observeOperation(this.ctx.observer, info, () => this.plugCall(vmId, mem, opts));
+  }
+
+  async hotunplugMemory(
+    vmId: string,
+    mem: HotunplugSpec,
+    opts: { memGuaranteedSize?: number; timeoutMs?: number; opId?: string } = {},
+  ): Promise<UnplugResult> {
+    const info = { operation: 'hotunplug' as const, vmId: vmId.toLowerCase(), alias: mem.alias };
+    return observeOperation(this.ctx.observer, info, () => this.unplugCall(vmId, mem, opts));
+  }
+
+  async setMemory(
+    vmId: string,
+    memoryBytes: number,
+    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string } = {},
+  ): Promise<SetMemoryResult> {
+    const info = { operation: 'setMemory' as const, vmId: vmId.toLowerCase() };
+    return observeOperation(
+      this.ctx.observer,
+      info,
+      () => this.setMemoryCall(vmId, memoryBytes, opts),
+      (r) => (r.failed.length > 0 ? 'partial' : 'ok'),
+    );
+  }
+
+  private async plugCall(
     vmId: string,
     mem: HotplugSpec,
     opts: { memGuaranteedSize?: number; opId?: string } = {},
@@ -124,7 +163,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     });
   }
 
-  async hotunplugMemory(
+  private async unplugCall(
     vmId: string,
     mem: HotunplugSpec,
     opts: { memGuaranteedSize?: number; timeoutMs?: number; opId?: string } = {},
@@ -189,7 +228,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     });
   }
 
-  async setMemory(
+  private async setMemoryCall(
     vmId: string,
     memoryBytes: number,
     opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string } = {},

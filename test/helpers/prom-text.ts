@@ -5,6 +5,7 @@
 // labelled histograms apart (the former merges them into one) and checks
 // each histogram's count against its +Inf bucket, but knows no NaN: it reads
 // our own vmhostd_ families.
+import { request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { getMetricsFromStream, type PromHistogramData, type PromMetric } from 'prom2javascript';
@@ -25,15 +26,34 @@ export class Scrape {
 
   /** Every family name in the text, through the first parser. */
   readonly names: ReadonlySet<string>;
+  /**
+   * Every sample name a query can select (a histogram's _bucket, _sum and
+   * _count), with the label names its series carry (le on buckets).
+   */
+  readonly selectable = new Map<string, Set<string>>();
 
   static async parse(text: string): Promise<Scrape> {
-    const names = new Set(parsePrometheusTextFormat(text).map((f) => f.name));
+    const all = parsePrometheusTextFormat(text);
+    const names = new Set(all.map((f) => f.name));
     const ours = text
       .split('\n')
       .filter((l) => /^(# (HELP|TYPE) )?vmhostd_/.test(l))
       .join('\n');
     const parsed = await getMetricsFromStream(Readable.from([ours]));
-    return new Scrape(text, names, new Map(Object.entries(parsed)));
+    const scrape = new Scrape(text, names, new Map(Object.entries(parsed)));
+    for (const f of all) {
+      const labels = new Set<string>();
+      if (f.name.startsWith('vmhostd_'))
+        for (const l of scrape.series(f.name)) for (const k in l) labels.add(k);
+      else for (const m of f.metrics) for (const k in m.labels ?? {}) labels.add(k);
+      if (f.type === 'HISTOGRAM' || f.type === 'SUMMARY') {
+        scrape.selectable.set(`${f.name}_sum`, labels);
+        scrape.selectable.set(`${f.name}_count`, labels);
+      }
+      if (f.type === 'HISTOGRAM') scrape.selectable.set(`${f.name}_bucket`, new Set([...labels, 'le']));
+      else scrape.selectable.set(f.name, f.type === 'SUMMARY' ? new Set([...labels, 'quantile']) : labels);
+    }
+    return scrape;
   }
 
   family(name: string): PromMetric {
@@ -64,6 +84,11 @@ export class Scrape {
     return this.histogram(name, labels)?.count ?? 0;
   }
 
+  /** A histogram's sum of observations; 0 when the labelled series does not exist (yet). */
+  sum(name: string, labels: Labels = {}): number {
+    return this.histogram(name, labels)?.sum ?? 0;
+  }
+
   /** A histogram series' buckets (upper bound -> cumulative count). */
   buckets(name: string, labels: Labels = {}): Map<number, number> {
     const out = new Map<number, number>();
@@ -86,4 +111,23 @@ export async function scrape(url: string, init: RequestInit = {}): Promise<Scrap
 /** The /metrics URL on the daemon's main listener, from its ws[s]:// URL. */
 export function metricsUrlOf(wsUrl: string): string {
   return wsUrl.replace(/^ws/, 'http').replace(/\/jsonrpc$/, '/metrics');
+}
+
+/** GET an https URL with Node's TLS (a client certificate when given); resolves with status and body. */
+export function httpsGet(
+  url: string,
+  tls: { ca: Buffer; cert?: Buffer; key?: Buffer; servername?: string },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsRequest(url, { ...tls, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -3,12 +3,13 @@
 // removal, per-VM rejections. The fake is for what a real host cannot do on
 // demand (libvirtd gone, a guest releasing on cue); real-guest outcomes are
 // in metrics-real-guest.test.ts.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeDaemon, FakeLibvirtd, startOnFake, waitFor } from '../helpers/fake-daemon.js';
-import { metricsUrlOf, scrape } from '../helpers/prom-text.js';
+import { httpsGet, metricsUrlOf, Scrape, scrape } from '../helpers/prom-text.js';
 import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
 
 let fake: FakeLibvirtd;
@@ -25,9 +26,13 @@ afterEach(async () => {
   await fake.stop();
 });
 
-async function daemon(args: string[] = [], config?: string): Promise<{ c: Client; d: FakeDaemon }> {
+async function daemon(
+  args: string[] = [],
+  config?: string,
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer },
+): Promise<{ c: Client; d: FakeDaemon }> {
   fd = await startOnFake(fake, { unplugTimeoutS: 5, args, ...(config ? { config } : {}) });
-  const c = await Client.connect(fd.daemon.url);
+  const c = await Client.connect(fd.daemon.url, tls ?? {});
   clients.push(c);
   return { c, d: fd };
 }
@@ -110,5 +115,91 @@ describe('metrics of the daemon on the fake libvirtd', () => {
     expect(s.value('vmhostd_vm_memory_bytes', { vm_name: 'fake-silent' })).toBe(1024 * 1024 * 1024);
     expect(s.value('vmhostd_rpc_requests_total', { method: 'VM.hotunplugMemory', code: '85' })).toBe(2);
     expect(s.value('vmhostd_rpc_requests_total', { method: 'VM.hotplugMemory', code: '0' })).toBe(2);
+  });
+
+  it('an unplug waiting on the guest shows in flight (gauge and Host.getStatus), then as the last outcome', async () => {
+    const silent = fake.addDomain({
+      name: 'fake-slow',
+      memoryMiB: 1024,
+      unplug: 'silent',
+      silentDelayMs: 10,
+    }).uuid;
+    const { c, d } = await daemon();
+    const url = metricsUrlOf(d.daemon.url);
+    await c.call('VM.hotplugMemory', { vmID: silent, params: memory(silent, 'ua-w1') });
+    const call = expectRpcError(
+      c.call('VM.hotunplugMemory', { vmID: silent, params: memory(silent, 'ua-w1'), timeout: 5 }),
+    );
+    await waitFor('the unplug to be in flight', async () => {
+      const s = await scrape(url);
+      return s.value('vmhostd_operations_in_flight', { method: 'hotunplug' }) === 1;
+    });
+    const during = await c.call<{ inFlight: { operation: string; vmName: string; alias?: string }[] }>(
+      'Host.getStatus',
+    );
+    expect(during.inFlight).toEqual([
+      expect.objectContaining({ operation: 'hotunplug', vmName: 'fake-slow', alias: 'ua-w1' }),
+    ]);
+    // The guest never answers; the call times out.
+    expect((await call).reason).toBe('timeout');
+    const after = await c.call<{
+      inFlight: unknown[];
+      recent: { operation: string; outcome: string; durationMs: number }[];
+    }>('Host.getStatus');
+    expect(after.inFlight).toEqual([]);
+    expect(after.recent[0]).toMatchObject({ operation: 'hotunplug', outcome: 'timeout' });
+    expect(after.recent[0]!.durationMs).toBeGreaterThan(0);
+    expect(after.recent[1]).toMatchObject({ operation: 'hotplug', outcome: 'ok' });
+    const s = await scrape(url);
+    expect(s.value('vmhostd_operations_in_flight', { method: 'hotunplug' })).toBe(0);
+    expect(s.count('vmhostd_unplug_duration_seconds', { outcome: 'timeout' })).toBe(1);
+    expect(s.value('vmhostd_operations_total', { method: 'hotunplug', outcome: 'timeout' })).toBe(1);
+    expect(s.value('vmhostd_operations_total', { method: 'hotplug', outcome: 'ok' })).toBe(1);
+    expect(s.count('vmhostd_plug_duration_seconds', { outcome: 'plugged' })).toBe(1);
+    // The guest never released it: no release time.
+    expect(s.count('vmhostd_guest_release_seconds')).toBe(0);
+  });
+
+  it('with mutual TLS, /metrics on the main listener needs a client certificate; metrics.listen stays plain on loopback', async () => {
+    const pki = mkdtempSync(join(tmpdir(), 'vmhostd-metrics-pki-'));
+    try {
+      const script = resolve(import.meta.dirname, '../../scripts/make-lab-pki.sh');
+      execFileSync('sh', [script, pki, 'localhost'], { stdio: 'ignore' });
+      const { d } = await daemon(
+        [
+          ...['--tls-cert', join(pki, 'server.pem'), '--tls-key', join(pki, 'server-key.pem')],
+          ...['--tls-ca', join(pki, 'ca.pem'), '--metrics-listen', '127.0.0.1:0'],
+        ],
+        undefined,
+        {
+          ca: readFileSync(join(pki, 'ca.pem')),
+          cert: readFileSync(join(pki, 'client.pem')),
+          key: readFileSync(join(pki, 'client-key.pem')),
+        },
+      );
+      expect(d.daemon.url).toMatch(/^wss:/);
+      const url = metricsUrlOf(d.daemon.url);
+      expect(url).toMatch(/^https:/);
+      const ca = readFileSync(join(pki, 'ca.pem'));
+      // Refused after the handshake with a 403 naming why, before any route sees the request.
+      const refused = await httpsGet(url, { ca });
+      expect(refused.status).toBe(403);
+      expect(refused.body).toMatch(/^client certificate refused/);
+      expect(refused.body).not.toMatch(/vmhostd_/);
+      const ok = await httpsGet(url, {
+        ca,
+        cert: readFileSync(join(pki, 'client.pem')),
+        key: readFileSync(join(pki, 'client-key.pem')),
+      });
+      expect(ok.status).toBe(200);
+      expect((await Scrape.parse(ok.body)).value('vmhostd_libvirt_up')).toBe(1);
+      // Plain HTTP to the TLS port is no way around it.
+      await expect(fetch(url.replace(/^https/, 'http'))).rejects.toThrow();
+      const local = String(d.daemon.logs.find((l) => l.msg === 'ready')?.metricsUrl);
+      const s = await scrape(local);
+      expect(s.value('vmhostd_connections_refused_total', { reason: 'tls' })).toBeGreaterThanOrEqual(1);
+    } finally {
+      rmSync(pki, { recursive: true, force: true });
+    }
   });
 });

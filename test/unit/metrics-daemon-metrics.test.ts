@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { LibvirtClientEvents } from '../../src/libvirt/types.js';
 import { DaemonMetrics } from '../../src/metrics/daemon-metrics.js';
 import type { VmSnapshot } from '../../src/metrics/definitions.js';
+import type { OperationInfo } from '../../src/virt/observer.js';
 import type { VmManagerEvents } from '../../src/virt/types.js';
 import { Scrape } from '../helpers/prom-text.js';
 
@@ -43,11 +44,12 @@ describe('daemon metrics', () => {
     const { read, metrics } = await setup();
     const s = await read();
     const ours = [...s.families].filter(([name]) => name.startsWith('vmhostd_'));
-    expect(ours.length).toBeGreaterThanOrEqual(9);
+    expect(ours.length).toBeGreaterThanOrEqual(12);
     for (const [name, f] of ours) {
       expect(f.help, name).toBeTruthy();
       expect(['counter', 'gauge', 'histogram'], name).toContain(f.type);
     }
+    expect(s.family('vmhostd_unplug_duration_seconds').type).toBe('histogram');
     expect(s.family('vmhostd_rpc_requests_total').type).toBe('counter');
     expect(s.family('vmhostd_vms').type).toBe('gauge');
     for (const name of [
@@ -57,7 +59,7 @@ describe('daemon metrics', () => {
     ]) {
       expect(s.names.has(name), name).toBe(true);
     }
-    expect(s.names.has('vmhostd_libvirt_up')).toBe(true);
+    expect(s.names.has('vmhostd_unplug_duration_seconds')).toBe(true);
     expect(s.value('vmhostd_build_info', { version: '9.9.9' })).toBe(1);
     expect(metrics.contentType).toMatch(/^text\/plain/);
   });
@@ -103,7 +105,7 @@ describe('daemon metrics', () => {
   });
 
   it('libvirt up/down and reconnects', async () => {
-    const { libvirt, read } = await setup();
+    const { libvirt, read, metrics } = await setup();
     expect((await read()).value('vmhostd_libvirt_up')).toBe(1);
     libvirt.connected = false;
     libvirt.emit('disconnected', new Error('gone'));
@@ -115,14 +117,25 @@ describe('daemon metrics', () => {
     s = await read();
     expect(s.value('vmhostd_libvirt_up')).toBe(1);
     expect(s.value('vmhostd_libvirt_reconnects_total')).toBe(1);
+    expect(metrics.status().libvirt).toMatchObject({ connected: true, reconnects: 1 });
   });
 
-  it('late removals count only removals with late: true', async () => {
-    const { vms, read } = await setup();
+  it('late removals count only removals with late: true, and show in the status', async () => {
+    const { vms, read, metrics } = await setup();
     vms.vms = [vm('a', 'Up', [])];
     vms.emit('deviceRemoved', 'a', { alias: 'ua-1', memSize: 1024, late: false });
     vms.emit('deviceRemoved', 'a', { alias: 'ua-2', memSize: 896, late: true });
     expect((await read()).value('vmhostd_late_removals_total')).toBe(1);
+    expect(metrics.status().recent).toEqual([
+      expect.objectContaining({
+        operation: 'late-removal',
+        vmId: 'a',
+        vmName: 'name-a',
+        alias: 'ua-2',
+        outcome: 'removed',
+        durationMs: null,
+      }),
+    ]);
   });
 
   it('no series labelled by VM unless per_vm is on', async () => {
@@ -147,6 +160,46 @@ describe('daemon metrics', () => {
     expect(s.value('vmhostd_vm_memory_bytes', { vm_id: 'b' })).toBe(512 * 1024 * 1024);
     expect(s.value('vmhostd_vm_unplug_rejections_total', { vm_id: 'a', vm_name: 'name-a' })).toBe(2);
     expect(s.value('vmhostd_vm_unplug_rejections_total', { vm_id: 'b' })).toBe(0);
+  });
+
+  it('operation hooks: histograms by outcome, operations by method and outcome, in flight, last 10 newest first', async () => {
+    const { metrics, read, vms } = await setup();
+    vms.vms = [vm('a', 'Up', [])];
+    const o = metrics.operationObserver;
+    const op: OperationInfo = { operation: 'hotunplug', vmId: 'a', alias: 'ua-1' };
+    o.operationStarted?.(op);
+    let s = await read();
+    expect(s.value('vmhostd_operations_in_flight', { method: 'hotunplug' })).toBe(1);
+    expect(metrics.status().inFlight).toEqual([
+      expect.objectContaining({ operation: 'hotunplug', vmId: 'a', vmName: 'name-a', alias: 'ua-1' }),
+    ]);
+    o.unplugFinished?.({ vmId: 'a', alias: 'ua-1', outcome: 'guest-rejected', durationMs: 40 });
+    o.operationFinished?.(op, 'guest-rejected', 41);
+    o.unplugFinished?.({ vmId: 'a', alias: 'ua-2', outcome: 'removed', durationMs: 1500 });
+    o.guestReleased?.({ vmId: 'a', alias: 'ua-2', durationMs: 1400 });
+    o.plugFinished?.({ vmId: 'a', alias: 'ua-3', outcome: 'plugged', durationMs: 200 });
+    s = await read();
+    expect(s.value('vmhostd_operations_in_flight', { method: 'hotunplug' })).toBe(0);
+    expect(s.count('vmhostd_unplug_duration_seconds', { outcome: 'guest-rejected' })).toBe(1);
+    expect(s.count('vmhostd_unplug_duration_seconds', { outcome: 'removed' })).toBe(1);
+    // 1.5 s lands in the 2.5 s bucket, not the 1 s one.
+    const b = s.buckets('vmhostd_unplug_duration_seconds', { outcome: 'removed' });
+    expect([b.get(1), b.get(2.5), b.get(60), b.get(Infinity)]).toEqual([0, 1, 1, 1]);
+    expect(b.get(0.01)).toBe(0);
+    expect(s.count('vmhostd_guest_release_seconds')).toBe(1);
+    expect(s.count('vmhostd_plug_duration_seconds', { outcome: 'plugged' })).toBe(1);
+    expect(s.value('vmhostd_operations_total', { method: 'hotunplug', outcome: 'guest-rejected' })).toBe(1);
+
+    for (let i = 0; i < 12; i++) {
+      const p: OperationInfo = { operation: 'hotplug', vmId: 'a', alias: `ua-p${i}` };
+      o.operationStarted?.(p);
+      o.operationFinished?.(p, 'ok', i);
+    }
+    const recent = metrics.status().recent;
+    expect(recent).toHaveLength(10);
+    expect(recent[0]).toMatchObject({ alias: 'ua-p11', durationMs: 11, outcome: 'ok' });
+    expect(recent[9]).toMatchObject({ alias: 'ua-p2' });
+    expect(metrics.status().inFlight).toEqual([]);
   });
 
   it('close() stops observing the manager and the libvirt client', async () => {

@@ -3,7 +3,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +11,7 @@ import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { DaemonMetrics } from '../../src/metrics/daemon-metrics.js';
 import { metricsRoute, startMetricsListener } from '../../src/metrics/http.js';
 import type { RpcServer } from '../../src/rpc/server.js';
-import { metricsUrlOf, Scrape, scrape } from '../helpers/prom-text.js';
+import { httpsGet, metricsUrlOf, Scrape, scrape } from '../helpers/prom-text.js';
 import { waitFor } from '../helpers/wait.js';
 import { LogCapture, startServer, TestClient } from './rpc/helpers.js';
 
@@ -152,31 +151,13 @@ describe('/metrics under mutual TLS', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const get = (opts: { cert?: boolean }): Promise<{ status: number; body: string }> =>
-    new Promise((resolvePromise, reject) => {
-      const req = httpsRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          path: '/metrics',
-          servername: 'localhost',
-          ca: readFileSync(pki('ca.pem')),
-          ...(opts.cert
-            ? { cert: readFileSync(pki('client.pem')), key: readFileSync(pki('client-key.pem')) }
-            : {}),
-          agent: false,
-        },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            body += c;
-          });
-          res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on('error', reject);
-      req.end();
+  const get = (opts: { cert?: boolean }) =>
+    httpsGet(`https://127.0.0.1:${port}/metrics`, {
+      servername: 'localhost',
+      ca: readFileSync(pki('ca.pem')),
+      ...(opts.cert
+        ? { cert: readFileSync(pki('client.pem')), key: readFileSync(pki('client-key.pem')) }
+        : {}),
     });
 
   it('a scraper without a client certificate gets nothing, and the refusal is counted (tls)', async () => {
