@@ -63,6 +63,7 @@ export class VmWorker {
   private readonly waiters = new Map<string, (s: Settled) => void>();
   private applying = false;
   private readonly queued: [DeviceEvent, unknown][] = [];
+  private stopped = false;
   private retry: { timer: NodeJS.Timeout | undefined; delayMs: number; how: ReloadHow } | undefined;
 
   constructor(
@@ -263,6 +264,7 @@ export class VmWorker {
   }
 
   private scheduleRetry(how: ReloadHow): void {
+    if (this.stopped) return;
     const delayMs = this.retry ? Math.min(this.retry.delayMs * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
     if (this.retry?.timer) clearTimeout(this.retry.timer);
     const timer = setTimeout(() => {
@@ -278,8 +280,9 @@ export class VmWorker {
     this.retry = undefined;
   }
 
-  /** Stops retrying (the manager closes). */
+  /** Stops retrying, for good (the manager closes). */
   stop(): void {
+    this.stopped = true;
     this.cancelRetry();
   }
 
