@@ -156,17 +156,11 @@ function withDevice(
 const unchanged = (state: DeviceSet): Transition => ({ state, effects: [] });
 
 /** The device is plugged again: bookkeeping, the call's answer, the clients' notification. */
-function failed(
-  s: DeviceSet,
-  alias: string,
-  d: TrackedDevice,
-  reason: FailReason,
-  notify: boolean,
-): Transition {
+function failed(s: DeviceSet, alias: string, d: TrackedDevice, reason: FailReason): Transition {
   // An unmarked request left nothing in metadata to take back.
   const effects: Effect[] = d.marked ? [{ type: 'persist' }, { type: 'publish' }] : [{ type: 'publish' }];
   if (d.waiting) effects.push({ type: 'settle', alias, answer: { kind: 'failed', reason } });
-  if (notify) effects.push({ type: 'notify', alias, outcome: { kind: 'failed', reason } });
+  effects.push({ type: 'notify', alias, outcome: { kind: 'failed', reason } });
   return { state: { ...s, tracked: without(s.tracked, alias) }, effects };
 }
 
@@ -262,7 +256,7 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
       const d = s.tracked.get(e.alias);
       // Already answered by an event, or released (the re-read decides).
       if (!d?.waiting || d.released) return unchanged(s);
-      return failed(s, e.alias, d, e.reason, true);
+      return failed(s, e.alias, d, e.reason);
     }
     case 'call-gave-up': {
       const d = s.tracked.get(e.alias);
@@ -287,7 +281,7 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
     case 'removal-failed': {
       const d = s.tracked.get(e.alias);
       if (!d || d.released) return unchanged(s);
-      return failed(s, e.alias, d, 'guest-rejected', true);
+      return failed(s, e.alias, d, 'guest-rejected');
     }
     case 'reread-failed': {
       let tracked: Map<string, TrackedDevice> | undefined;

@@ -29,7 +29,7 @@ function run(s: DeviceSet, ...events: DeviceEvent[]): { state: DeviceSet; effect
   return { state, effects };
 }
 
-const of = (effects: Effect[], type: Effect['type']) => effects.filter((e) => e.type === type);
+const of = (effects: readonly Effect[], type: Effect['type']) => effects.filter((e) => e.type === type);
 
 describe('device lifecycle transitions', () => {
   it('a call marks the device, which is unplugging until a re-read confirms the removal', () => {
@@ -236,6 +236,108 @@ describe('device lifecycle transitions', () => {
     expect(next(s, { type: 'mark-failed', alias: 'ua-a', reason: 'vm-gone' }).effects).toEqual([]);
     expect(next(s, { type: 'reread-failed' }).effects).toEqual([]);
     expect(next(s, { type: 'device-removed', alias: 'ua-a' }).effects).toEqual([{ type: 'reread' }]);
+  });
+});
+
+describe('device lifecycle: exact effects and states', () => {
+  const requested = (guaranteed?: number) =>
+    run(deviceSet(['ua-a', 'ua-b']), {
+      type: 'unplug-requested',
+      alias: 'ua-a',
+      since: T0,
+      ...(guaranteed !== undefined ? { guaranteed } : {}),
+    }).state;
+
+  it('records who asked, when, and nothing it was not given', () => {
+    expect(EMPTY).toStrictEqual({ present: [], tracked: new Map() });
+    expect(requested().tracked.get('ua-a')).toStrictEqual({
+      phase: 'unplug-requested',
+      since: T0,
+      by: 'call',
+      waiting: true,
+      released: false,
+      marked: true,
+    });
+    expect(requested(900).tracked.get('ua-a')).toMatchObject({ guaranteed: 900 });
+    const adopted = next(EMPTY, {
+      type: 'adopted',
+      present: ['ua-a'],
+      marks: [{ alias: 'ua-a', since: T0 }],
+    });
+    expect(adopted.state.tracked.get('ua-a')).toStrictEqual({
+      phase: 'unplug-requested',
+      since: T0,
+      by: 'adopted',
+      waiting: false,
+      released: false,
+      marked: true,
+    });
+    expect(adopted.effects).toStrictEqual([{ type: 'publish' }]);
+    // Not released: a rejection after the restart still ends it.
+    const rej = next(adopted.state, { type: 'removal-failed', alias: 'ua-a' });
+    expect(phaseOf(rej.state, 'ua-a')).toBe('plugged');
+  });
+
+  it('each transition asks for exactly its effects', () => {
+    const s = requested();
+    expect(next(s, { type: 'detach-requested', alias: 'ua-a' }).effects).toStrictEqual([{ type: 'publish' }]);
+    expect(next(s, { type: 'mark-failed', alias: 'ua-a', reason: 'vm-gone' }).effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'settle', alias: 'ua-a', answer: { kind: 'failed', reason: 'vm-gone' } },
+    ]);
+    expect(next(s, { type: 'removal-failed', alias: 'ua-a' }).effects).toStrictEqual([
+      { type: 'persist' },
+      { type: 'publish' },
+      { type: 'settle', alias: 'ua-a', answer: { kind: 'failed', reason: 'guest-rejected' } },
+      { type: 'notify', alias: 'ua-a', outcome: { kind: 'failed', reason: 'guest-rejected' } },
+    ]);
+    const gaveUp = next(s, { type: 'call-gave-up', alias: 'ua-a', why: 'disconnected' });
+    expect(gaveUp.effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'settle', alias: 'ua-a', answer: { kind: 'pending', why: 'disconnected' } },
+    ]);
+    expect(gaveUp.state.tracked.get('ua-a')).toStrictEqual({ ...s.tracked.get('ua-a'), waiting: false });
+    // A re-read that changes nothing only publishes.
+    expect(next(s, { type: 'observed', present: ['ua-a', 'ua-b'] }).effects).toStrictEqual([
+      { type: 'publish' },
+    ]);
+    const stopped = next(s, { type: 'vm-stopped' });
+    expect(stopped.effects[0]).toStrictEqual({ type: 'publish' });
+    const booted = next(s, { type: 'booted', present: ['ua-a', 'ua-b'] });
+    expect(booted.state.present).toEqual(['ua-a', 'ua-b']);
+    expect(booted.effects.slice(0, 2)).toStrictEqual([{ type: 'persist' }, { type: 'publish' }]);
+  });
+
+  it("a late removal clamps guaranteed memory without the call's request; a waiting call's removal without one asks for none", () => {
+    const gaveUp = run(
+      requested(900),
+      { type: 'call-gave-up', alias: 'ua-a', why: 'timeout' },
+      { type: 'observed', present: ['ua-b'] },
+    );
+    expect(of(gaveUp.effects, 'clamp-guaranteed')).toStrictEqual([{ type: 'clamp-guaranteed' }]);
+    const plain = next(requested(), { type: 'observed', present: ['ua-b'] });
+    expect(of(plain.effects, 'clamp-guaranteed')).toStrictEqual([{ type: 'clamp-guaranteed' }]);
+  });
+
+  it('a failed re-read answers only the waiting calls whose device was released, and changes nothing else', () => {
+    // ua-a: released, waiting. ua-b: requested, waiting, not released. ua-c: released, call gone.
+    const s = run(
+      deviceSet(['ua-a', 'ua-b', 'ua-c']),
+      { type: 'unplug-requested', alias: 'ua-a', since: T0 },
+      { type: 'unplug-requested', alias: 'ua-b', since: T0 },
+      { type: 'unplug-requested', alias: 'ua-c', since: T0 },
+      { type: 'call-gave-up', alias: 'ua-c', why: 'timeout' },
+      { type: 'device-removed', alias: 'ua-a' },
+      { type: 'device-removed', alias: 'ua-c' },
+    ).state;
+    const r = next(s, { type: 'reread-failed' });
+    expect(r.effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'settle', alias: 'ua-a', answer: { kind: 'pending', why: 'unconfirmed' } },
+    ]);
+    expect(r.state.tracked.get('ua-a')).toStrictEqual({ ...s.tracked.get('ua-a'), waiting: false });
+    expect(r.state.tracked.get('ua-b')).toBe(s.tracked.get('ua-b'));
+    expect(r.state.tracked.get('ua-c')).toBe(s.tracked.get('ua-c'));
   });
 });
 
