@@ -1,17 +1,7 @@
 // Daemon-owned facts stored in the domain's own <metadata> under our
 // namespace, so a restarted daemon loses nothing and needs no database.
 
-import {
-  ATTR,
-  asArray,
-  attr,
-  fragmentBuilder,
-  isObj,
-  localName,
-  makeReader,
-  text,
-  type XmlObj,
-} from './xml-common.js';
+import { ATTR, asArray, attr, isObj, localName, makeReader, text, type XmlObj } from './xml-common.js';
 
 export const METADATA_URI = 'http://ovirt.org/vmhostd/1.0';
 export const METADATA_PREFIX = 'vmhostd';
@@ -111,18 +101,33 @@ export function findOurElement(metadata: unknown): unknown {
  * with our key as prefix). Values are escaped by the builder.
  */
 export function buildMetadata(md: VmMetadata): string {
-  const vm: XmlObj = {};
-  if (md.guaranteedMiB !== null) vm.guaranteed = String(md.guaranteedMiB);
-  if (md.bootDimms !== null) {
-    vm.bootDimms = md.bootDimms.length ? { dimm: md.bootDimms.map((a) => ({ [`${ATTR}alias`]: a })) } : '';
-  }
+  // A template, not the XML builder (written after every removal); the same
+  // bytes the builder wrote (test/unit/virt-metadata.test.ts).
+  const dimms = (name: string, aliases: readonly string[]) =>
+    aliases.length
+      ? `<${name}>${aliases.map((a) => `<dimm alias="${escapeXml(a)}"/>`).join('')}</${name}>`
+      : `<${name}/>`;
+  let body = '';
+  if (md.guaranteedMiB !== null) body += `<guaranteed>${escapeXml(String(md.guaranteedMiB))}</guaranteed>`;
+  if (md.bootDimms !== null) body += dimms('bootDimms', md.bootDimms);
   if (md.unplugging.length) {
-    vm.unplugging = {
-      dimm: md.unplugging.map((u) => ({ [`${ATTR}alias`]: u.alias, [`${ATTR}since`]: u.since })),
-    };
+    body += `<unplugging>${md.unplugging
+      .map((u) => `<dimm alias="${escapeXml(u.alias)}" since="${escapeXml(u.since)}"/>`)
+      .join('')}</unplugging>`;
   }
-  if (md.present !== undefined) {
-    vm.present = md.present.length ? { dimm: md.present.map((a) => ({ [`${ATTR}alias`]: a })) } : '';
-  }
-  return fragmentBuilder.build({ vm }) as string;
+  if (md.present !== undefined) body += dimms('present', md.present);
+  return body ? `<vm>${body}</vm>` : '<vm/>';
+}
+
+const XML_ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&apos;',
+};
+
+/** Text or attribute value escaped as the XML builder escapes it. */
+function escapeXml(v: string): string {
+  return v.replace(/[&<>"']/g, (c) => XML_ESCAPES[c]!);
 }

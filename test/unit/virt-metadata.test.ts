@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../src/virt/domain-xml.js';
 import { buildMetadata, emptyMetadata, parseMetadata, type VmMetadata } from '../../src/virt/metadata.js';
+import { ATTR, fragmentBuilder } from '../../src/virt/xml-common.js';
 
 describe('vmhostd metadata', () => {
   const md: VmMetadata = {
@@ -45,5 +47,47 @@ describe('vmhostd metadata', () => {
     const xml = buildMetadata({ ...emptyMetadata(), bootDimms: [`a"'<&>`] });
     expect(xml).not.toContain('<&');
     expect(parseMetadata(xml).bootDimms).toEqual([`a"'<&>`]);
+  });
+});
+
+describe('vmhostd metadata fragment', () => {
+  // What the XML builder wrote before the template (the reference).
+  const viaBuilder = (md: VmMetadata): string => {
+    const vm: Record<string, unknown> = {};
+    if (md.guaranteedMiB !== null) vm.guaranteed = String(md.guaranteedMiB);
+    if (md.bootDimms !== null) {
+      vm.bootDimms = md.bootDimms.length ? { dimm: md.bootDimms.map((a) => ({ [`${ATTR}alias`]: a })) } : '';
+    }
+    if (md.unplugging.length) {
+      vm.unplugging = {
+        dimm: md.unplugging.map((u) => ({ [`${ATTR}alias`]: u.alias, [`${ATTR}since`]: u.since })),
+      };
+    }
+    if (md.present !== undefined) {
+      vm.present = md.present.length ? { dimm: md.present.map((a) => ({ [`${ATTR}alias`]: a })) } : '';
+    }
+    return fragmentBuilder.build({ vm }) as string;
+  };
+
+  it('is what the XML builder writes, byte for byte, for any metadata (special characters escaped)', () => {
+    const value = fc.string({ unit: fc.constantFrom('a', 'Z', '0', '-', '&', '<', '>', '"', "'", ' ', 'é') });
+    const aliases = fc.array(value, { maxLength: 4 });
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            guaranteedMiB: fc.option(fc.nat(), { nil: null }),
+            bootDimms: fc.option(aliases, { nil: null }),
+            unplugging: fc.array(fc.record({ alias: value, since: value }), { maxLength: 3 }),
+            present: aliases,
+          },
+          { requiredKeys: ['guaranteedMiB', 'bootDimms', 'unplugging'] },
+        ),
+        (md) => {
+          expect(buildMetadata(md)).toBe(viaBuilder(md));
+        },
+      ),
+      { numRuns: 500, seed: 3 },
+    );
   });
 });
