@@ -9,6 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { checkError, checkResult, type ErrorObject } from '../helpers/contract-check.js';
 import { type FakeDaemon, FakeLibvirtd, rssKiB, startOnFake } from '../helpers/fake-daemon.js';
 import { prng } from '../helpers/prng.js';
 
@@ -101,13 +102,19 @@ class LoadClient {
     resolve(m);
   }
 
+  /** Raw on purpose (it audits ids and envelopes), but answers are held to the contract like every API test's. */
   call(method: string, params?: unknown): Promise<Record<string, unknown>> {
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    const reply = new Promise<Record<string, unknown>>((resolve, reject) => {
       this.pending.set(id, resolve);
       this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }), (err) => {
         if (err) reject(err);
       });
+    });
+    return reply.then((m) => {
+      if ('result' in m) checkResult(method, m.result);
+      else checkError(m.error as ErrorObject);
+      return m;
     });
   }
 
