@@ -82,7 +82,9 @@ export function applyNotification(state, method, params) {
   const name = vm ? vm.vmName : vmId;
   switch (kind) {
     case 'VM_status': {
-      const s = cleanStats({ ...p, vmId });
+      // VDSM's shape: {"<vmId>": stats, notify_time}.
+      const inner = isObject(p[vmId]) ? p[vmId] : p;
+      const s = cleanStats({ ...inner, vmId });
       if (!s) return null;
       state.vms.set(vmId, s);
       return `${name}: status ${s.status}, memory ${s.memSize} MiB`;

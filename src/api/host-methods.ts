@@ -3,7 +3,7 @@
 import type { MethodSpec } from '../rpc/method.js';
 import type { VmManager } from '../virt/vm-manager.js';
 import { defineMethod } from './define-method.js';
-import { AllVmStats, Capabilities, HostStatus, NoParams, PingResult, VmList } from './schemas.js';
+import { AllVmStats, Capabilities, GetVmListParams, HostStatus, NoParams, PingResult, VmList } from './schemas.js';
 
 export interface HostInfo {
   version: string;
@@ -44,13 +44,40 @@ export function hostMethods(vms: VmManager, info: HostInfo): MethodSpec[] {
       }),
     }),
     defineMethod({
+      name: 'Host.ping2',
+      logLevel: 'debug',
+      readOnly: true,
+      summary: "VDSM 4.2's connectivity test; answers true without touching libvirt.",
+      params: NoParams,
+      result: PingResult,
+      handler: async () => true as const,
+    }),
+    defineMethod({
       name: 'Host.getVMList',
       logLevel: 'debug',
       readOnly: true,
-      summary: 'Every VM libvirt knows on this host, with its status.',
-      params: NoParams,
+      summary:
+        'The VMs of this host, VDSM-style: [{vmId, status}] by default, UUIDs with onlyUUID, [{vmId, vmName, status, memSize, memGuaranteedSize}] with fullStatus; vmList filters.',
+      params: GetVmListParams,
       result: VmList,
-      handler: async () => vms.list(),
+      handler: async ({ fullStatus, vmList, onlyUUID }) => {
+        const wanted = vmList === undefined ? undefined : new Set(vmList.map((id) => id.toLowerCase()));
+        const vmsHere = vms.list().filter((v) => wanted === undefined || wanted.has(v.vmId));
+        if (fullStatus === true) {
+          return vmsHere.map((v) => {
+            const s = vms.stats(v.vmId);
+            return {
+              vmId: v.vmId,
+              vmName: v.vmName,
+              status: v.status,
+              memSize: s.memSize,
+              memGuaranteedSize: s.memGuaranteedSize,
+            };
+          });
+        }
+        if (onlyUUID === true) return vmsHere.map((v) => v.vmId);
+        return vmsHere.map((v) => ({ vmId: v.vmId, status: v.status }));
+      },
     }),
     defineMethod({
       name: 'Host.getAllVmStats',

@@ -5,6 +5,7 @@
 // later, so the engine learns of them whoever connected first.
 import type { PublishOptions } from '../rpc/event-journal.js';
 import type { VmManager } from '../virt/vm-manager.js';
+import type { VmStats } from './schemas.js';
 
 export interface EventPublisher {
   notify(method: string, params: unknown, opts?: PublishOptions): void;
@@ -16,9 +17,16 @@ export interface NotificationForwarder {
 
 const OUTCOME: PublishOptions = { hold: true };
 
+/** CLOCK_MONOTONIC in ms, as VDSM's notify_time. */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint() / 1_000_000n);
+}
+
 /** Subscribe before the manager opens, so nothing it finds during recovery is lost. */
 export function forwardNotifications(vms: VmManager, out: EventPublisher): NotificationForwarder {
-  const onStatus = (stats: { vmId: string }) => out.notify(`|virt|VM_status|${stats.vmId}`, stats);
+  // VDSM's shape: {"<vmId>": stats, notify_time: monotonic ms}.
+  const onStatus = (stats: VmStats) =>
+    out.notify(`|virt|VM_status|${stats.vmId}`, { [stats.vmId]: stats, notify_time: monotonicMs() });
   const onRemoved = (vmId: string, ev: { alias: string; memSize: number; late: boolean }) =>
     out.notify(`|virt|device_removed|${vmId}`, ev, OUTCOME);
   const onFailed = (vmId: string, ev: { alias: string; reason: string }) =>

@@ -3,7 +3,7 @@
 // with and what rpc.discover publishes) and, through Static<>, the
 // TypeScript type the handlers, the REST front, the CLI and the tests use.
 // So the enforced, the published and the typed contract are one.
-import { type Static, type TProperties, type TSchema, Type } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import type { JsonSchema } from '../rpc/method.js';
 import { HOTPLUG_REASONS, HOTUNPLUG_REASONS } from './contract.js';
 
@@ -26,10 +26,8 @@ export function json(schema: TSchema): JsonSchema {
   return schema as unknown as JsonSchema;
 }
 
-export const Uuid = Type.String({
-  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
-  description: 'VM UUID',
-});
+const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+export const Uuid = Type.String({ pattern: UUID_PATTERN, description: 'VM UUID' });
 
 /** Our own aliases (ua-…) or the ones libvirt assigns when none is given (dimmN). */
 export const Alias = Type.String({
@@ -60,50 +58,84 @@ export type NoParams = Static<typeof NoParams>;
 export const VmIdParams = Type.Object({ vmID: Uuid }, closed);
 export type VmIdParams = Static<typeof VmIdParams>;
 
-/** VDSM's envelope for memory device calls: {vmID, params:{vmId, memory, memGuaranteedSize?}, ...extra}. */
-function MemoryDeviceParams<M extends TSchema, E extends TProperties>(memory: M, extra: E) {
-  return Type.Object(
-    {
-      vmID: Uuid,
-      params: Type.Object(
-        {
-          vmId: Uuid,
-          memory,
-          memGuaranteedSize: Type.Optional(Mib('guaranteed memory to set, MiB', 0)),
-        },
-        closed,
-      ),
-      ...extra,
-    },
-    closed,
-  );
-}
+/** An unsigned integer as VDSM and the engine send it: a number, or a string of digits. */
+const UintLike = (max: number, description: string) =>
+  Type.Unsafe<number | string>({
+    type: ['integer', 'string'],
+    minimum: 0,
+    maximum: max,
+    pattern: `^[0-9]{1,${String(max).length}}$`,
+    description,
+  });
 
-export const HotplugMemory = Type.Object(
-  { size: Mib('DIMM size in MiB'), node: Node, alias: Type.Optional(Alias) },
-  closed,
-);
-export type HotplugMemory = Static<typeof HotplugMemory>;
-
-export const HotplugParams = MemoryDeviceParams(HotplugMemory, {});
-export type HotplugParams = Static<typeof HotplugParams>;
-
+/** The engine sends libvirt's address attributes as a map of strings: {type:"dimm", slot:"0", base:"0x100000000"}. */
 export const DimmAddress = Type.Object(
   {
     type: Type.Optional(Type.Literal('dimm')),
-    slot: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
-    base: Type.Optional(Type.String({ pattern: '^0x[0-9a-fA-F]{1,16}$' })),
+    slot: Type.Optional(UintLike(255, 'DIMM slot')),
+    base: Type.Optional(
+      Type.String({ pattern: '^0x[0-9a-fA-F]{1,16}$', description: 'guest physical base address' }),
+    ),
   },
   closed,
 );
+export type DimmAddress = Static<typeof DimmAddress>;
 
-export const HotunplugMemory = Type.Object(
-  { size: Mib('DIMM size in MiB'), node: Node, alias: Alias, address: Type.Optional(DimmAddress) },
+/**
+ * VDSM's VmMemoryDevice (size, node, device, deviceId, deviceType, alias,
+ * address) plus what ovirt-engine's MemoryUtils.createVmMemoryDeviceMap adds
+ * (type, specParams {size, node} as strings). Nothing else is accepted.
+ */
+export const VmMemoryDevice = Type.Object(
+  {
+    size: Mib('DIMM size in MiB'),
+    node: Node,
+    alias: Type.Optional(Alias),
+    address: Type.Optional(DimmAddress),
+    device: Type.Optional(Type.Literal('memory', { description: 'VDSM VmMemoryDeviceType: always memory' })),
+    type: Type.Optional(Type.Literal('memory', { description: "the engine's device type: always memory" })),
+    deviceType: Type.Optional(Type.Literal('memory', { description: 'VDSM VmDeviceType: always memory' })),
+    deviceId: Type.Optional(Type.String({ pattern: UUID_PATTERN, description: "the engine's device UUID" })),
+    specParams: Type.Optional(
+      Type.Object(
+        {
+          size: Type.Optional(UintLike(MAX_MIB, 'MiB; equals size')),
+          node: Type.Optional(UintLike(63, 'equals node')),
+        },
+        closed,
+      ),
+    ),
+  },
   closed,
 );
-export type HotunplugMemory = Static<typeof HotunplugMemory>;
+export type VmMemoryDevice = Static<typeof VmMemoryDevice>;
 
-export const HotunplugParams = MemoryDeviceParams(HotunplugMemory, { timeout: Type.Optional(Timeout) });
+/** The memory device as XML (VDSM 4.4): a <devices> element holding exactly one <memory model='dimm'>. */
+export const MemoryXml = Type.String({
+  minLength: 1,
+  maxLength: 16384,
+  description: "XML snippet: <devices> with exactly one <memory model='dimm'> (no DTD, no entities)",
+});
+
+/** VDSM's HotplugMemoryParams: {vmId, memory | xml (exactly one), memGuaranteedSize?}. */
+const HotplugMemoryParams = Type.Object(
+  {
+    vmId: Uuid,
+    memory: Type.Optional(VmMemoryDevice),
+    xml: Type.Optional(MemoryXml),
+    memGuaranteedSize: Type.Optional(Mib('guaranteed memory to set, MiB', 0)),
+  },
+  closed,
+);
+export type HotplugMemoryParams = Static<typeof HotplugMemoryParams>;
+
+export const HotplugParams = Type.Object({ vmID: Uuid, params: HotplugMemoryParams }, closed);
+export type HotplugParams = Static<typeof HotplugParams>;
+
+export const HotunplugParams = Type.Object(
+  { vmID: Uuid, params: HotplugMemoryParams, timeout: Type.Optional(Timeout) },
+  closed,
+);
 export type HotunplugParams = Static<typeof HotunplugParams>;
 
 export const SetMemoryParams = Type.Object(
@@ -187,12 +219,43 @@ export const VmStats = Type.Object(
 );
 export type VmStats = Static<typeof VmStats>;
 
-export const VmListEntry = Type.Object(
-  { vmId: Type.String(), vmName: Type.String(), status: VmStatus },
+/** VDSM's VmShortStatus: Host.getVMList's default entry. */
+export const VmShortStatus = Type.Object({ vmId: Type.String(), status: VmStatus }, closed);
+/** Host.getVMList with fullStatus: the VM's identity and memory (VDSM sends its whole definition). */
+export const VmFullStatus = Type.Object(
+  {
+    vmId: Type.String(),
+    vmName: Type.String(),
+    status: VmStatus,
+    memSize: Type.Integer({ description: 'MiB, base + DIMMs' }),
+    memGuaranteedSize: Type.Integer({ description: 'MiB' }),
+  },
   closed,
 );
-export const VmList = Type.Array(VmListEntry);
+export type VmFullStatus = Static<typeof VmFullStatus>;
+
+/** VDSM's Host.getVMList params: fullStatus (default false), vmList (filter), onlyUUID (default false). */
+export const GetVmListParams = Type.Object(
+  {
+    fullStatus: Type.Optional(Type.Boolean({ description: 'full entries (vmId, vmName, status, memory)' })),
+    vmList: Type.Optional(Type.Array(Uuid, { maxItems: 10_000, description: 'only these VMs' })),
+    onlyUUID: Type.Optional(Type.Boolean({ description: 'without fullStatus: a list of UUIDs' })),
+  },
+  closed,
+);
+export type GetVmListParams = Static<typeof GetVmListParams>;
+
+/** UUIDs (onlyUUID), VmShortStatus (default) or full entries (fullStatus). */
+export const VmList = Type.Union([
+  Type.Array(Type.String({ pattern: UUID_PATTERN })),
+  Type.Array(VmShortStatus),
+  Type.Array(VmFullStatus),
+]);
 export type VmList = Static<typeof VmList>;
+
+/** VM.getStats: as VDSM, an array holding the one VmStats record. */
+export const VmStatsList = Type.Array(VmStats, { minItems: 1, maxItems: 1 });
+export type VmStatsList = Static<typeof VmStatsList>;
 
 export const AllVmStats = Type.Array(VmStats);
 export type AllVmStats = Static<typeof AllVmStats>;
@@ -350,9 +413,23 @@ export const MemoryDeviceSizeChangedEvent = Type.Object(
 );
 export type MemoryDeviceSizeChangedEvent = Static<typeof MemoryDeviceSizeChangedEvent>;
 
+/**
+ * `|virt|VM_status|<vmId>` params, VDSM's way: `{"<vmId>": VmStats, "notify_time": ms}`
+ * (notify_time from a monotonic clock).
+ */
+export const VmStatusEvent = Type.Unsafe<Record<string, VmStats | number>>({
+  type: 'object',
+  properties: { notify_time: Type.Integer({ minimum: 0, description: 'monotonic ms when sent' }) },
+  patternProperties: { [UUID_PATTERN]: VmStats },
+  required: ['notify_time'],
+  minProperties: 2,
+  maxProperties: 2,
+  additionalProperties: false,
+});
+
 /** Notification method prefixes (the VM id follows) and their params schemas. */
 export const NOTIFICATIONS = {
-  '|virt|VM_status|': VmStats,
+  '|virt|VM_status|': VmStatusEvent,
   '|virt|device_removed|': DeviceRemovedEvent,
   '|virt|device_removal_failed|': DeviceRemovalFailedEvent,
   '|virt|memory_device_size_changed|': MemoryDeviceSizeChangedEvent,

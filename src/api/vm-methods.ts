@@ -7,6 +7,7 @@ import type { VmManager } from '../virt/vm-manager.js';
 import { ErrorCode } from './contract.js';
 import { defineMethod } from './define-method.js';
 import { invalidParam, mapErrors } from './error-mapping.js';
+import { memoryOf, toHotplugSpec, toHotunplugSpec } from './memory-device.js';
 import {
   HotplugParams,
   HotunplugParams,
@@ -17,6 +18,7 @@ import {
   UnplugResult,
   VmIdParams,
   VmStats,
+  VmStatsList,
 } from './schemas.js';
 
 /** VDSM sends the VM id twice; a mismatch is a caller bug we must not guess about. */
@@ -46,22 +48,24 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
       name: 'VM.getStats',
       logLevel: 'debug',
       readOnly: true,
-      summary: "A VM's memory and memory devices.",
+      summary: "A VM's memory and memory devices: as VDSM, a list holding its one VmStats.",
       params: VmIdParams,
-      result: VmStats,
+      result: VmStatsList,
       errors: [NO_SUCH_VM],
-      handler: async ({ vmID }) => mapErrors(async () => vms.stats(vmID.toLowerCase())),
+      handler: async ({ vmID }) => mapErrors(async () => [vms.stats(vmID.toLowerCase())]),
     }),
     defineMethod({
       name: 'VM.hotplugMemory',
-      summary: 'Hot plug one DIMM into a running VM.',
+      summary:
+        "Hot plug one DIMM into a running VM: params.memory (VDSM's VmMemoryDevice, as ovirt-engine sends it) or params.xml.",
       params: HotplugParams,
       result: VmStats,
       errors: [NO_SUCH_VM, MIGRATING, HOTPLUG_FAILED],
       handler: async ({ vmID, params }, ctx) => {
         sameVm(vmID, params.vmId);
+        const spec = toHotplugSpec(memoryOf(params));
         return mapErrors(() =>
-          vms.hotplugMemory(vmID.toLowerCase(), params.memory, {
+          vms.hotplugMemory(vmID.toLowerCase(), spec, {
             memGuaranteedSize: params.memGuaranteedSize,
             opId: opIdOf(ctx),
           }),
@@ -70,19 +74,20 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
     }),
     defineMethod({
       name: 'VM.hotunplugMemory',
-      summary: 'Hot unplug one previously hot-plugged DIMM and wait until the guest releases it.',
+      summary:
+        'Hot unplug one previously hot-plugged DIMM (found by alias and, where given, slot and base) and wait until the guest releases it.',
       params: HotunplugParams,
       result: UnplugResult,
       errors: [NO_SUCH_VM, MIGRATING, HOTUNPLUG_FAILED],
       handler: async ({ vmID, params, timeout }, ctx) => {
         sameVm(vmID, params.vmId);
-        const { address, ...memory } = params.memory;
+        const spec = toHotunplugSpec(memoryOf(params));
         return mapErrors(() =>
-          vms.hotunplugMemory(
-            vmID.toLowerCase(),
-            { ...memory, address: address && { slot: address.slot, base: address.base } },
-            { memGuaranteedSize: params.memGuaranteedSize, timeoutMs: seconds(timeout), opId: opIdOf(ctx) },
-          ),
+          vms.hotunplugMemory(vmID.toLowerCase(), spec, {
+            memGuaranteedSize: params.memGuaranteedSize,
+            timeoutMs: seconds(timeout),
+            opId: opIdOf(ctx),
+          }),
         );
       },
     }),

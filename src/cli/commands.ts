@@ -12,8 +12,10 @@ import {
   renderEvent,
   renderVmList,
   renderVmShow,
+  statusEventStats,
   toVmList,
   toVmStats,
+  toVmStatsResult,
   type VmStats,
 } from './view.js';
 
@@ -36,7 +38,7 @@ function json(v: unknown): string {
 /** VM by UUID or by name (through Host.getVMList). */
 export async function resolveVm(client: RpcClient, vm: string): Promise<{ vmId: string; vmName: string }> {
   if (UUID_RE.test(vm)) return { vmId: vm.toLowerCase(), vmName: vm };
-  const list = toVmList(await client.call('Host.getVMList'));
+  const list = toVmList(await client.call('Host.getVMList', { fullStatus: true }));
   const hit = list.find((v) => v.vmName === vm);
   if (!hit) {
     const known = list.map((v) => v.vmName).sort();
@@ -69,7 +71,7 @@ export async function runCommand(
     case 'vm-show': {
       const { vmId } = await resolveVm(client, command.vm);
       const stats = await client.call('VM.getStats', { vmID: vmId });
-      out.write(global.json ? json(stats) : renderVmShow(toVmStats(stats)));
+      out.write(global.json ? json(stats) : renderVmShow(toVmStatsResult(stats)));
       return EXIT.OK;
     }
     case 'vm-plug':
@@ -100,7 +102,7 @@ async function plug(
   io: CliIo,
 ): Promise<number> {
   const { vmId } = await resolveVm(client, c.vm);
-  const before = toVmStats(await client.call('VM.getStats', { vmID: vmId }));
+  const before = toVmStatsResult(await client.call('VM.getStats', { vmID: vmId }));
   const memory: Record<string, unknown> = { size: c.sizeMiB, node: c.node };
   if (c.alias !== undefined) memory.alias = c.alias;
   const params: Record<string, unknown> = { vmId, memory };
@@ -132,7 +134,7 @@ async function unplug(
   io: CliIo,
 ): Promise<number> {
   const { vmId } = await resolveVm(client, c.vm);
-  const stats = toVmStats(await client.call('VM.getStats', { vmID: vmId }));
+  const stats = toVmStatsResult(await client.call('VM.getStats', { vmID: vmId }));
   const name = stats.vmName || vmId;
   const dimm = stats.memoryDevices.find((d) => d.alias === c.alias);
   if (!dimm) {
@@ -237,7 +239,7 @@ async function setMemory(
   io: CliIo,
 ): Promise<number> {
   const { vmId } = await resolveVm(client, c.vm);
-  const before: VmStats = toVmStats(await client.call('VM.getStats', { vmID: vmId }));
+  const before: VmStats = toVmStatsResult(await client.call('VM.getStats', { vmID: vmId }));
   const name = before.vmName || vmId;
   const params: Record<string, unknown> = { vmID: vmId, memory: c.memoryBytes };
   if (c.guaranteedBytes !== undefined) params.guaranteed = c.guaranteedBytes;
@@ -327,7 +329,7 @@ async function events(
     if (!wanted || (c.count !== undefined && seen >= c.count)) return;
     const at = new Date(io.now ? io.now() : Date.now());
     if (vmId && n.method.startsWith('|virt|VM_status|')) {
-      const name = toVmStats(n.params).vmName;
+      const name = statusEventStats(vmId, n.params).vmName;
       if (name) names.set(vmId, name);
     }
     io.stdout.write(
@@ -339,7 +341,8 @@ async function events(
     if (c.count !== undefined && seen >= c.count) done();
   });
   // Listening before the first call: nothing that happens after we connected is missed.
-  for (const v of toVmList(await client.call('Host.getVMList'))) names.set(v.vmId, v.vmName);
+  for (const v of toVmList(await client.call('Host.getVMList', { fullStatus: true })))
+    names.set(v.vmId, v.vmName);
   if (c.vm !== undefined) only = (await resolveVm(client, c.vm)).vmId;
   // On stderr, so stdout stays one event per line; tests also wait for it.
   io.stderr.write('following vmhostd notifications (Ctrl-C to stop)\n');

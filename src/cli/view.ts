@@ -76,6 +76,17 @@ export function toVmStats(v: unknown): VmStats {
   };
 }
 
+/** VM.getStats answers [VmStats], as VDSM (a bare object from older daemons is read too). */
+export function toVmStatsResult(v: unknown): VmStats {
+  return toVmStats(Array.isArray(v) ? v[0] : v);
+}
+
+/** `|virt|VM_status|<vmId>` params are {"<vmId>": VmStats, notify_time}, as VDSM. */
+export function statusEventStats(vmId: string, params: unknown): VmStats {
+  const p = rec(params);
+  return toVmStats(vmId in p ? p[vmId] : params);
+}
+
 export function toVmList(v: unknown): VmListEntry[] {
   return (Array.isArray(v) ? v : []).map((e) => {
     const o = rec(e);
@@ -192,7 +203,7 @@ export function renderEvent(
   let detail: string;
   switch (kind) {
     case 'VM_status': {
-      const v = toVmStats(params);
+      const v = statusEventStats(vmId, params);
       detail = `status=${v.status} memory=${num(v.memSize)}MiB guaranteed=${num(v.memGuaranteedSize)}MiB dimms=${v.memoryDevices.length} hash=${v.hash}`;
       break;
     }

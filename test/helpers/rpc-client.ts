@@ -5,6 +5,7 @@
 // on an answer that OpenRPC does not describe.
 import { JSONRPCClient, JSONRPCErrorException, type JSONRPCResponse } from 'json-rpc-2.0';
 import WebSocket, { type ClientOptions } from 'ws';
+import type { VmStats } from '../../src/api/schemas.js';
 import { checkError, checkNotification, checkResult } from './contract-check.js';
 
 export interface RpcErrorObject {
@@ -91,6 +92,13 @@ export class TestRpcClient {
     return result as T;
   }
 
+  /** VM.getStats answers [VmStats] (VDSM's shape): the one record. */
+  async stats(vmId: string): Promise<VmStats> {
+    const [s] = await this.call<VmStats[]>('VM.getStats', { vmID: vmId });
+    if (s === undefined) throw new Error(`VM.getStats of ${vmId} answered an empty list`);
+    return s;
+  }
+
   /** Sends raw text and resolves with the next message the server sends. */
   raw(text: string | Buffer, timeoutMs = 5000): Promise<unknown> {
     return new Promise((resolve, reject) => {
@@ -143,6 +151,13 @@ export class TestRpcClient {
       this.ws.close();
     });
   }
+}
+
+/** The VmStats in a `|virt|VM_status|<vmId>` notification ({"<vmId>": stats, notify_time}, as VDSM). */
+export function vmStatusStats(n: Notification, vmId: string): VmStats {
+  const s = (n.params as Record<string, VmStats | undefined>)[vmId];
+  if (s === undefined) throw new Error(`${n.method} carries no stats for ${vmId}`);
+  return s;
 }
 
 /** Calls and expects a JSON-RPC error; returns it. */

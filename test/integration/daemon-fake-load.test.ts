@@ -256,7 +256,7 @@ describe('load: 200 clients x 500 mixed requests on one daemon (fake libvirtd)',
               count(r.result === true ? 'ping ok' : `ping ${JSON.stringify(r.error)}`);
             } else if (op.kind === 'stats') {
               const r = await c.call('VM.getStats', { vmID: op.vm });
-              const s = r.result as { vmId?: string } | undefined;
+              const s = (r.result as { vmId?: string }[] | undefined)?.[0];
               count(s?.vmId === op.vm ? 'getStats ok' : `getStats ${JSON.stringify(r.error)}`);
             } else {
               const { vm, alias } = op.t;

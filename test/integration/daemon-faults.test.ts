@@ -61,7 +61,7 @@ describe('daemon faults on a real host', () => {
     c = await Client.connect(d.url);
     const n = await c.waitForNotification((x) => x.method === `|virt|device_removed|${g.uuid}`, 15_000);
     expect(n.params).toMatchObject({ alias: dimm.alias, late: true, memSize: plugged.memSize - 256 });
-    const st = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const st = await c.stats(g.uuid);
     expect(st.memoryDevices).toHaveLength(0);
     expect(st.memSize).toBe(plugged.memSize - 256);
     expect(st.memGuaranteedSize).toBeLessThanOrEqual(st.memSize);
@@ -105,7 +105,7 @@ describe('daemon faults on a real host', () => {
     const n = await watcher.waitForNotification((x) => x.method === `|virt|device_removed|${g.uuid}`, 30_000);
     expect(n.params).toMatchObject({ alias: dimm.alias });
     await d.waitForLog((l) => l.msg === 'removed' && l.alias === dimm.alias, 10_000);
-    const st = await watcher.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const st = await watcher.stats(g.uuid);
     expect(st.memoryDevices).toHaveLength(0);
     await watcher.close();
   });

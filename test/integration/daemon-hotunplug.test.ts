@@ -48,7 +48,7 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
   });
 
   it('plugs two DIMMs and unplugs one: result, memory, MemTotal, notification, hash', async () => {
-    const base = await a.call<Stats>('VM.getStats', { vmID: coop.uuid });
+    const base = await a.stats(coop.uuid);
     const memTotal0 = await coop.memTotalKiB();
     await plug(a, coop.uuid, 128);
     const two = await plug(a, coop.uuid, 128);
@@ -69,7 +69,7 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
     );
     expect(n.params).toMatchObject({ alias: victim.alias, memSize: base.memSize + 128, late: false });
 
-    const after = await a.call<Stats>('VM.getStats', { vmID: coop.uuid });
+    const after = await a.stats(coop.uuid);
     expect(after.memoryDevices.map((d) => d.alias)).not.toContain(victim.alias);
     expect(after.memoryDevices).toHaveLength(1);
     expect(after.hash).not.toBe(two.hash);
@@ -97,7 +97,7 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
   });
 
   it('rejects bad input with a clear error naming the field, and changes nothing', async () => {
-    const before = await a.call<Stats>('VM.getStats', { vmID: coop.uuid });
+    const before = await a.stats(coop.uuid);
     const vmId = coop.uuid;
 
     const parse = (await a.raw('{"jsonrpc":"2.0","id":1,"method":')) as { error: { code: number } };
@@ -151,7 +151,7 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
     expect(mismatch.code).toBe(-32602);
     expect(mismatch.error.data?.field).toBe('params.vmId');
 
-    const after = await a.call<Stats>('VM.getStats', { vmID: coop.uuid });
+    const after = await a.stats(coop.uuid);
     expect(after.hash).toBe(before.hash);
     expect(after.memSize).toBe(before.memSize);
   });
@@ -204,7 +204,7 @@ describe('daemon: guests that reject or ignore the unplug', () => {
     expect(e.code).toBe(85);
     expect(e.reason).toBe('guest-rejected');
     expect(Date.now() - t0).toBeLessThan(20_000);
-    const after = await a.call<Stats>('VM.getStats', { vmID: rej.uuid });
+    const after = await a.stats(rej.uuid);
     expect(after.memoryDevices.find((x) => x.alias === d.alias)?.state).toBe('plugged');
     const again = await expectRpcError(unplug(a, rej.uuid, d, 30));
     expect(again.reason).toBe('guest-rejected');
@@ -221,7 +221,7 @@ describe('daemon: guests that reject or ignore the unplug', () => {
     expect(e.reason).toBe('timeout');
     expect(elapsed).toBeGreaterThanOrEqual(8000);
     expect(elapsed).toBeLessThan(20_000);
-    const st = await a.call<Stats>('VM.getStats', { vmID: silent.uuid });
+    const st = await a.stats(silent.uuid);
     expect(st.memoryDevices.find((x) => x.alias === d.alias)?.state).toBe('unplugging');
 
     const again = await expectRpcError(unplug(a, silent.uuid, d, 8));
@@ -231,7 +231,7 @@ describe('daemon: guests that reject or ignore the unplug', () => {
     expect(await daemon.stop()).toBe(0);
     daemon = await startDaemon({ domainPrefix: 'vmhostd-test-d-' });
     a = await Client.connect(daemon.url);
-    const st2 = await a.call<Stats>('VM.getStats', { vmID: silent.uuid });
+    const st2 = await a.stats(silent.uuid);
     expect(st2.memoryDevices.find((x) => x.alias === d.alias)?.state).toBe('unplugging');
   });
 });

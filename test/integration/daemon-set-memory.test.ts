@@ -75,7 +75,7 @@ describe('VM.setMemory: the feature page worked example', () => {
     expect(r.nextRun).toEqual({ updated: true, memory: 1400, guaranteed: 900 });
     await g.waitForMemTotal((k) => k <= memTotal - 384 * 1024 + 1024, 60_000);
     expect(await inactiveMemoryMiB(g)).toBe(1400);
-    const after = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const after = await c.stats(g.uuid);
     expect(after.memSize).toBe(1408);
     expect(after.memGuaranteedSize).toBe(900);
     expect(after.memoryDevices.map((x) => x.size).sort((a, b) => b - a)).toEqual([256, 128]);
@@ -96,7 +96,7 @@ describe('VM.setMemory: the feature page worked example', () => {
     expect(text).toContain(`<memory>${1408 * MiB}</memory>`);
     expect(text).toContain(`<guaranteed>${900 * MiB}</guaranteed>`);
     await g.waitForMemTotal((k) => k <= memTotal - 384 * 1024 + 1024, 60_000);
-    const after = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const after = await c.stats(g.uuid);
     expect(after.memSize).toBe(1408);
     expect(after.memoryDevices.map((x) => x.size).sort((a, b) => b - a)).toEqual([256, 128]);
     expect(stats.memoryDevices).toHaveLength(4);
@@ -126,7 +126,7 @@ describe('VM.setMemory: the feature page worked example', () => {
 
   it('rejects guaranteed above memory, and bad REST bodies, changing nothing', async () => {
     const g = await guests.start({ kind: 'cooperative', namePrefix: 'sm-bad' });
-    const before = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const before = await c.stats(g.uuid);
     const e = await expectRpcError(
       c.call('VM.setMemory', { vmID: g.uuid, memory: 256 * MiB, guaranteed: 512 * MiB }),
     );
@@ -153,7 +153,7 @@ describe('VM.setMemory: the feature page worked example', () => {
       body: '<vm><memory>1073741824</memory></vm>',
     });
     expect(missing.status).toBe(404);
-    const after = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const after = await c.stats(g.uuid);
     expect(after.hash).toBe(before.hash);
     expect(after.memSize).toBe(before.memSize);
   });

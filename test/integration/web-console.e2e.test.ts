@@ -72,7 +72,7 @@ describe('web console (VM Devices view) in headless chromium', () => {
   it('shows the VM and its DIMMs, removes one with its button, and follows a later hot plug live', async () => {
     if (!browser || !daemon || !rpc) throw new Error('set-up did not complete');
     const vmId = guest.uuid;
-    const base = await rpc.call<Stats>('VM.getStats', { vmID: vmId });
+    const base = await rpc.stats(vmId);
     const memTotal0 = await guest.memTotalKiB();
     await plug(rpc, vmId, 128);
     const plugged = await plug(rpc, vmId, 256);
@@ -133,7 +133,7 @@ describe('web console (VM Devices view) in headless chromium', () => {
     await memoryFact(vm, base.memSize + 256).waitFor();
     await row(big.alias).waitFor();
 
-    const afterUnplug = await rpc.call<Stats>('VM.getStats', { vmID: vmId });
+    const afterUnplug = await rpc.stats(vmId);
     expect(afterUnplug.memoryDevices.map((d) => d.alias)).toEqual([big.alias]);
     expect(afterUnplug.memSize).toBe(plugged.memSize - small.size);
 

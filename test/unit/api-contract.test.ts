@@ -71,8 +71,17 @@ describe('API contract', () => {
   });
 
   it('the result checker accepts a conforming answer and rejects drift (extra, missing, wrong type)', () => {
-    checkResult('VM.getStats', stats);
+    checkResult('VM.getStats', [stats]);
     checkResult('Host.getAllVmStats', [stats]);
+    checkResult('Host.getVMList', [{ vmId: VM, status: 'Up' }]);
+    checkResult('Host.getVMList', [VM]);
+    checkResult('Host.getVMList', [
+      { vmId: VM, vmName: 'demo', status: 'Up', memSize: 1, memGuaranteedSize: 1 },
+    ]);
+    checkResult('Host.ping2', true);
+    expect(() => checkResult('VM.getStats', stats)).toThrow(ContractViolation);
+    expect(() => checkResult('VM.getStats', [stats, stats])).toThrow(ContractViolation);
+    expect(() => checkResult('Host.getVMList', [{ vmId: VM, vmName: 'demo', status: 'Up' }])).toThrow();
     checkResult('Host.ping', true);
     checkResult('VM.hotunplugMemory', {
       status: 'removed',
@@ -80,11 +89,11 @@ describe('API contract', () => {
       memSize: 1024,
       memGuaranteedSize: 1024,
     });
-    expect(() => checkResult('VM.getStats', { ...stats, extra: 1 })).toThrow(ContractViolation);
+    expect(() => checkResult('VM.getStats', [{ ...stats, extra: 1 }])).toThrow(ContractViolation);
     const { hash: _hash, ...noHash } = stats;
-    expect(() => checkResult('VM.getStats', noHash)).toThrow(/hash/);
-    expect(() => checkResult('VM.getStats', { ...stats, memSize: '1280' })).toThrow(/memSize/);
-    expect(() => checkResult('VM.getStats', { ...stats, status: 'Running' })).toThrow(/status/);
+    expect(() => checkResult('VM.getStats', [noHash])).toThrow(/hash/);
+    expect(() => checkResult('VM.getStats', [{ ...stats, memSize: '1280' }])).toThrow(/memSize/);
+    expect(() => checkResult('VM.getStats', [{ ...stats, status: 'Running' }])).toThrow(/status/);
     expect(() => checkResult('Host.ping', false)).toThrow(ContractViolation);
     expect(() =>
       checkResult('VM.setMemory', {
@@ -98,7 +107,9 @@ describe('API contract', () => {
   });
 
   it('notifications are checked by kind; unknown kinds are violations', () => {
-    checkNotification(`|virt|VM_status|${VM}`, stats);
+    checkNotification(`|virt|VM_status|${VM}`, { [VM]: stats, notify_time: 123 });
+    expect(() => checkNotification(`|virt|VM_status|${VM}`, stats)).toThrow(ContractViolation);
+    expect(() => checkNotification(`|virt|VM_status|${VM}`, { [VM]: stats })).toThrow(ContractViolation);
     checkNotification(`|virt|device_removed|${VM}`, { alias: 'ua-1', memSize: 1024, late: true });
     checkNotification(`|virt|device_removal_failed|${VM}`, { alias: 'ua-1', reason: 'guest-rejected' });
     expect(() => checkNotification(`|virt|device_removed|${VM}`, { alias: 'ua-1' })).toThrow(/memSize/);

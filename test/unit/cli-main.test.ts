@@ -7,8 +7,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/api/contract.js';
 import { defineMethod } from '../../src/api/define-method.js';
+import { memoryOf, toHotplugSpec, toHotunplugSpec } from '../../src/api/memory-device.js';
 import {
   AllVmStats,
+  GetVmListParams,
   HotplugParams,
   HotunplugParams,
   NoParams,
@@ -20,6 +22,7 @@ import {
   VmIdParams,
   VmList,
   type VmStatsDevice,
+  VmStatsList,
   VmStats as VmStatsSchema,
 } from '../../src/api/schemas.js';
 import { main } from '../../src/cli/main.js';
@@ -65,11 +68,15 @@ function stubMethods() {
     defineMethod({
       name: 'Host.getVMList',
       summary: 'stub',
-      params: NoParams,
+      params: GetVmListParams,
       result: VmList,
       handler: async (p) => {
         record('Host.getVMList', p);
-        return [{ vmId: VM, vmName: 'demo', status: 'Up' as const }];
+        if (p.fullStatus !== true) return [{ vmId: VM, status: 'Up' as const }];
+        const s = stats();
+        return [
+          { vmId: VM, vmName: 'demo', status: 'Up' as const, memSize: s.memSize, memGuaranteedSize: 512 },
+        ];
       },
     }),
     defineMethod({
@@ -86,11 +93,11 @@ function stubMethods() {
       name: 'VM.getStats',
       summary: 'stub',
       params: VmIdParams,
-      result: VmStatsSchema,
+      result: VmStatsList,
       handler: async (p) => {
         record('VM.getStats', p);
         knownVm(p.vmID);
-        return stats();
+        return [stats()];
       },
     }),
     defineMethod({
@@ -101,7 +108,7 @@ function stubMethods() {
       handler: async (p) => {
         record('VM.hotplugMemory', p);
         knownVm(p.vmID);
-        const m = p.params.memory;
+        const m = toHotplugSpec(memoryOf(p.params));
         dimms.push({
           model: 'dimm',
           alias: m.alias ?? `ua-${dimms.length}`,
@@ -122,7 +129,7 @@ function stubMethods() {
       handler: async (p) => {
         record('VM.hotunplugMemory', p);
         knownVm(p.vmID);
-        const alias = p.params.memory.alias;
+        const { alias } = toHotunplugSpec(memoryOf(p.params));
         if (alias === 'ua-reject') {
           throw fail(ErrorCode.HOTUNPLUG_FAILED, 'unplug of device was rejected by the guest', {
             reason: 'guest-rejected',
@@ -308,7 +315,7 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
     expect(JSON.parse(j.out)[0].vmName).toBe('demo');
     const raw = await run('VM', 'getStats', `vmID=${VM}`);
     expect(raw.code).toBe(0);
-    expect(JSON.parse(raw.out).vmId).toBe(VM);
+    expect(JSON.parse(raw.out)[0].vmId).toBe(VM);
     const unknown = await run('Host', 'frobnicate');
     expect(unknown.code).toBe(1);
     expect(unknown.err).toMatch(/method not found: Host.frobnicate/);

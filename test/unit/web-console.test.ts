@@ -71,7 +71,10 @@ describe('console model', () => {
     const s = m.createState();
     m.setAll(s, [stats([dimm('ua-a', 0)]), 'garbage', { no: 'id' }]);
     expect([...s.vms.keys()]).toEqual([VM]);
-    const line = m.applyNotification(s, `|virt|VM_status|${VM}`, stats([dimm('ua-a', 0), dimm('ua-b', 1)]));
+    const line = m.applyNotification(s, `|virt|VM_status|${VM}`, {
+      [VM]: stats([dimm('ua-a', 0), dimm('ua-b', 1)]),
+      notify_time: 1234,
+    });
     expect(line).toBe('demo: status Up, memory 768 MiB');
     expect(s.vms.get(VM)?.memoryDevices.map((d) => d.alias)).toEqual(['ua-a', 'ua-b']);
   });
