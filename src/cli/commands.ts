@@ -70,8 +70,10 @@ export async function runCommand(
     }
     case 'vm-show': {
       const { vmId } = await resolveVm(client, command.vm);
-      const stats = await client.call('VM.getStats', { vmID: vmId });
-      out.write(global.json ? json(stats) : renderVmShow(toVmStatsResult(stats)));
+      // The friendly verb shows the one VmStats record (the raw call prints VDSM's list).
+      const result = await client.call('VM.getStats', { vmID: vmId });
+      const one: unknown = Array.isArray(result) ? result[0] : result;
+      out.write(global.json ? json(one) : renderVmShow(toVmStatsResult(one)));
       return EXIT.OK;
     }
     case 'vm-plug':

@@ -197,7 +197,7 @@ describe('vmhost-client against the real daemon', () => {
   it('raw calls print the JSON result', async () => {
     const r = await cli('VM', 'getStats', `vmID=${coop.uuid}`);
     expect(r.code).toBe(0);
-    expect((JSON.parse(r.out) as { vmId: string }).vmId).toBe(coop.uuid);
+    expect((JSON.parse(r.out) as { vmId: string }[])[0]?.vmId).toBe(coop.uuid);
     const ping = await cli('Host', 'ping');
     expect(JSON.parse(ping.out)).toBe(true);
   });
