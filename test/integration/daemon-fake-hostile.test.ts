@@ -109,7 +109,7 @@ describe('a web page cannot drive the API (Origin/Host)', () => {
       (l) => l.msg === 'rpc notification refused: method changes state' && l.method === 'VM.setMemory',
     );
     // Proof by a later call with an id: the DIMM is still there.
-    const stats = await c.call<{ memoryDevices: { alias: string }[] }>('VM.getStats', { vmID: vmId });
+    const stats = await c.stats(vmId);
     expect(stats.memoryDevices.map((d) => d.alias)).toContain('ua-page');
     expect(fake.getDomainState(vmId)?.liveDimms).toEqual(['ua-page']);
     await c.close();

@@ -8,7 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SetMemoryResult, Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, useGuests } from '../helpers/guest.js';
-import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
+import {
+  TestRpcClient as Client,
+  expectRpcError,
+  type TestRpcClient,
+  vmStatusStats,
+} from '../helpers/rpc-client.js';
 import { virsh } from '../helpers/virsh.js';
 
 const guests = useGuests();
@@ -77,7 +82,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
   it('stats count current not maximum; bad input changes nothing; grows 0 -> 512 and shrinks 512 -> 128 MiB (results, MemTotal, notifications in order); an outside resize shows; setMemory lands exactly (virtio-mem alone up, DIMM then virtio-mem down)', async () => {
     const g = await vmemGuest('virtio-mem', 'vm-resize');
     const memTotal0 = await g.memTotalKiB();
-    const s0 = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const s0 = await c.stats(g.uuid);
     // libvirt's <memory> says 1280 (256 + the 1 GiB maximum); the guest has 256.
     expect(s0.memSize).toBe(256);
     expect(s0.memoryDevices).toEqual([
@@ -144,7 +149,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     expect(await liveSizes(g)).toEqual({ requested: 512, current: 512 });
     await g.waitForMemTotal((kib) => kib === base + 512 * 1024, 60_000);
     await c.waitForNotification(
-      (n) => n.method === `|virt|VM_status|${g.uuid}` && (n.params as Stats).memSize === 896,
+      (n) => n.method === `|virt|VM_status|${g.uuid}` && vmStatusStats(n, g.uuid).memSize === 896,
     );
     const growNotes = vmNotes(g.uuid, mark);
     const growSizes = growNotes
@@ -158,7 +163,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     // The last word on the VM is its status with the new size, after the last size change.
     const lastGrow = growNotes.at(-1)!;
     expect(lastGrow.method).toBe('VM_status');
-    expect((lastGrow.params as Stats).memSize).toBe(896);
+    expect((lastGrow.params as Record<string, Stats>)[g.uuid]?.memSize).toBe(896);
 
     // Shrink, to a size no DIMM could reach (128 MiB is one block group; any 2 MiB multiple works).
     const mark2 = c.notifications.length;
@@ -170,7 +175,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     });
     expect(shrunk).toEqual({ alias: 'ua-vmem0', requested: 128, current: 128, memSize: 256 + 128 + 128 });
     await g.waitForMemTotal((kib) => kib === base + 128 * 1024, 60_000);
-    const stats = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const stats = await c.stats(g.uuid);
     expect(stats.memSize).toBe(512);
     expect(stats.memoryDevices.find((x) => x.alias === 'ua-vmem0')).toMatchObject({
       model: 'virtio-mem',
@@ -179,7 +184,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
       state: 'plugged',
     });
     await c.waitForNotification(
-      (n) => n.method === `|virt|VM_status|${g.uuid}` && (n.params as Stats).memSize === 512,
+      (n) => n.method === `|virt|VM_status|${g.uuid}` && vmStatusStats(n, g.uuid).memSize === 512,
     );
     const shrinkSizes = vmNotes(g.uuid, mark2)
       .filter((n) => n.method === 'memory_device_size_changed')
@@ -199,9 +204,9 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     );
     const n = await c.waitForNotification((x) => {
       if (x.method !== `|virt|VM_status|${g.uuid}`) return false;
-      return (x.params as Stats).memSize === 256 + 128 + 130;
+      return vmStatusStats(x, g.uuid).memSize === 256 + 128 + 130;
     }, 60_000);
-    const s1 = n.params as Stats;
+    const s1 = vmStatusStats(n, g.uuid);
     expect(s1.memoryDevices.find((x) => x.alias === 'ua-vmem0')).toMatchObject({
       requested: 130,
       current: 130,
@@ -270,7 +275,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     // The reported current is libvirt's, and the default settles requested there: nothing moves later.
     expect(await liveSizes(g)).toEqual({ requested: data.current, current: data.current });
     expect(data.requestedNow).toBe(data.current);
-    const st = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const st = await c.stats(g.uuid);
     expect(st.memSize).toBe(256 + data.current);
     expect(st.memoryDevices[0]).toMatchObject({
       requested: data.current,
@@ -294,7 +299,7 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
     const after = await liveSizes(g);
     expect(after.requested).toBe(0);
     expect(after.current).toBeGreaterThan(0);
-    const st2 = await c.call<Stats>('VM.getStats', { vmID: g.uuid });
+    const st2 = await c.stats(g.uuid);
     expect(st2.memoryDevices[0]).toMatchObject({ requested: 0, state: 'resizing' });
   });
 });
