@@ -188,7 +188,7 @@ async function resize(
   io: CliIo,
 ): Promise<number> {
   const { vmId } = await resolveVm(client, c.vm);
-  const stats = toVmStats(await client.call('VM.getStats', { vmID: vmId }));
+  const stats = toVmStatsResult(await client.call('VM.getStats', { vmID: vmId }));
   const name = stats.vmName || vmId;
   const dev = stats.memoryDevices.find((d) => d.alias === c.alias && d.model === 'virtio-mem');
   if (!dev) {
