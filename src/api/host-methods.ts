@@ -3,7 +3,15 @@
 import type { MethodSpec } from '../rpc/method.js';
 import type { VmManager } from '../virt/vm-manager.js';
 import { defineMethod } from './define-method.js';
-import { AllVmStats, Capabilities, GetVmListParams, HostStatus, NoParams, PingResult, VmList } from './schemas.js';
+import {
+  AllVmStats,
+  Capabilities,
+  GetVmListParams,
+  HostStatus,
+  NoParams,
+  PingResult,
+  VmList,
+} from './schemas.js';
 
 export interface HostInfo {
   version: string;
