@@ -35,6 +35,7 @@ export const HOTUNPLUG_REASONS = [
   'libvirt-error',
   'no-suitable-device',
   'stalled',
+  'below-minimum',
 ] as const;
 export type HotunplugReason = (typeof HOTUNPLUG_REASONS)[number];
 

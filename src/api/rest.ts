@@ -52,7 +52,7 @@ export function statusForError(err: JSONRPCError): number {
   if (err.code === ErrorCode.MIGRATING || (reason !== undefined && CONFLICT_REASONS.includes(reason))) {
     return 409;
   }
-  if (reason === 'no-suitable-device') return 422;
+  if (reason === 'no-suitable-device' || reason === 'below-minimum') return 422;
   if (reason === 'timeout') return 504;
   return 500;
 }

@@ -144,6 +144,11 @@ export const SetMemoryParams = Type.Object(
     memory: Bytes('requested VM memory in bytes (floored to MiB)', 1),
     guaranteed: Type.Optional(Bytes('requested guaranteed memory in bytes')),
     timeout: Type.Optional(Timeout),
+    dryRun: Type.Optional(
+      Type.Boolean({
+        description: 'plan only: answer what would be unplugged (or plugged) and change nothing',
+      }),
+    ),
   },
   closed,
 );
@@ -323,6 +328,11 @@ export const SetMemoryResult = Type.Object(
       },
       closed,
     ),
+    dryRun: Type.Optional(Type.Literal(true, { description: 'a dry run: nothing was changed' })),
+    floor: Type.Optional(
+      Type.Integer({ description: 'dry run: MiB that can never be removed (base memory + boot-time DIMMs)' }),
+    ),
+    hotplugged: Type.Optional(Type.Integer({ description: 'dry run: MiB of hot-plugged DIMMs now' })),
   },
   closed,
 );

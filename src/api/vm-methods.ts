@@ -114,7 +114,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
       params: SetMemoryParams,
       result: SetMemoryResult,
       errors: [NO_SUCH_VM, MIGRATING, HOTPLUG_FAILED, HOTUNPLUG_FAILED],
-      handler: async ({ vmID, memory, guaranteed, timeout }, ctx) => {
+      handler: async ({ vmID, memory, guaranteed, timeout, dryRun }, ctx) => {
         if (guaranteed !== undefined && guaranteed > memory) {
           throw invalidParam('guaranteed', '<= memory', 'must not exceed memory');
         }
@@ -123,6 +123,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
             guaranteedBytes: guaranteed,
             timeoutMs: seconds(timeout),
             opId: opIdOf(ctx),
+            dryRun: dryRun === true,
           }),
         );
       },

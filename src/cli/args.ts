@@ -22,7 +22,17 @@ export type Command =
   | { kind: 'vm-plug'; vm: string; sizeMiB: number; node: number; alias?: string; guaranteedMiB?: number }
   | { kind: 'vm-unplug'; vm: string; alias: string; timeoutS?: number }
   | { kind: 'vm-resize'; vm: string; alias: string; requestedMiB: number; timeoutS?: number; keep: boolean }
-  | { kind: 'vm-set-memory'; vm: string; memoryBytes: number; guaranteedBytes?: number; timeoutS?: number }
+  | {
+      kind: 'vm-set-memory';
+      vm: string;
+      memoryBytes: number;
+      guaranteedBytes?: number;
+      timeoutS?: number;
+      /** Only show what would be unplugged. */
+      dryRun?: true;
+      /** Do not ask before removing more than half the hot-plugged memory. */
+      yes?: true;
+    }
   | { kind: 'events'; vm?: string; count?: number }
   | { kind: 'status' };
 
@@ -46,6 +56,8 @@ const OPTIONS: Record<string, boolean> = {
   '--timeout': true,
   '--count': true,
   '--keep': false,
+  '--dry-run': false,
+  '--yes': false,
 };
 const SHORT: Record<string, string> = { '-h': '--help', '-V': '--version' };
 const GLOBAL = new Set(['--url', '--tls-cert', '--tls-key', '--tls-ca', '--json', '--help', '--version']);
@@ -55,7 +67,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   'vm-plug': ['--node', '--alias', '--guaranteed'],
   'vm-unplug': ['--timeout'],
   'vm-resize': ['--timeout', '--keep'],
-  'vm-set-memory': ['--guaranteed', '--timeout'],
+  'vm-set-memory': ['--guaranteed', '--timeout', '--dry-run', '--yes'],
   events: ['--count'],
 };
 
@@ -238,7 +250,7 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
       return c;
     }
     case 'set-memory': {
-      need(args, 2, 'vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S]');
+      need(args, 2, 'vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S] [--dry-run] [--yes]');
       const c: Command = {
         kind: 'vm-set-memory',
         vm: args[0] ?? '',
@@ -248,6 +260,8 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
       const g = opts.get('--guaranteed');
       if (g !== undefined) c.guaranteedBytes = parseSizeBytes('--guaranteed', g);
       if (timeout !== undefined) c.timeoutS = parseSeconds('--timeout', timeout);
+      if (opts.has('--dry-run')) c.dryRun = true;
+      if (opts.has('--yes')) c.yes = true;
       return c;
     }
     default:
@@ -275,8 +289,11 @@ Commands:
                                         resize a virtio-mem device to SIZE (a multiple of its
                                         block), with live progress; --keep: after a stall or
                                         timeout leave the request for the guest to keep trying
-  vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S]
-                                        lower (or raise) the VM's memory to SIZE
+  vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S] [--dry-run] [--yes]
+                                        lower (or raise) the VM's memory to SIZE; --dry-run
+                                        shows what would be unplugged; on a terminal it asks
+                                        before removing more than half the hot-plugged
+                                        memory (--yes: do not ask)
   events [VM] [--count N]               follow notifications, one line each (Ctrl-C stops)
   status                                the daemon on one screen: uptime, libvirt, VMs, DIMMs,
                                         clients, operations in flight, last 10 outcomes

@@ -25,6 +25,8 @@ export interface CliIo {
   now?: () => number;
   /** Resolves when the user asks to stop (Ctrl-C) a following command. */
   interrupted?: Promise<void>;
+  /** Asks a yes/no question; present only when the CLI runs on a terminal. */
+  confirm?: (question: string) => Promise<boolean>;
 }
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
@@ -247,6 +249,36 @@ async function setMemory(
   if (c.guaranteedBytes !== undefined) params.guaranteed = c.guaranteedBytes;
   if (c.timeoutS !== undefined) params.timeout = c.timeoutS;
   const target = formatMiB(Math.floor(c.memoryBytes / 1048576));
+  // Plan first (the daemon's dry run): a request it refuses (bad size,
+  // below-minimum, nothing suitable) fails here, before any progress line,
+  // and the plan is what --dry-run shows and the confirmation asks about.
+  const plan = (await client.call('VM.setMemory', { ...params, dryRun: true })) as Record<string, unknown>;
+  const planned = Array.isArray(plan.unplugged)
+    ? plan.unplugged.map((u) => (u && typeof u === 'object' ? (u as Record<string, unknown>) : {}))
+    : [];
+  const removing = planned.reduce((sum, u) => sum + Number(u.size ?? 0), 0);
+  const listOf = (us: Record<string, unknown>[]) =>
+    us.map((u) => `${String(u.alias)} (${formatMiB(Number(u.size))})`).join(', ');
+  if (c.dryRun) {
+    if (global.json) {
+      io.stdout.write(json(plan));
+      return EXIT.OK;
+    }
+    io.stdout.write(
+      `${name}: would set memory ${formatMiB(before.memSize)} -> ${formatMiB(Number(plan.memSize))} (dry run, nothing changed)\n` +
+        `  would unplug: ${listOf(planned) || 'none'}\n` +
+        `  can never go below ${formatMiB(Number(plan.floor))} (base memory and DIMMs present at boot)\n`,
+    );
+    return EXIT.OK;
+  }
+  const hotplugged = Number(plan.hotplugged ?? 0);
+  if (removing * 2 > hotplugged && removing > 0 && !c.yes && io.confirm) {
+    const ok = await io.confirm(
+      `Remove ${formatMiB(removing)} of the ${formatMiB(hotplugged)} hot-plugged memory of ${name} (${listOf(planned)}), ` +
+        `${formatMiB(before.memSize)} -> ${formatMiB(Number(plan.memSize))}? [y/N] `,
+    );
+    if (!ok) throw new OperationError('cancelled: nothing changed', 'pass --yes to skip this question');
+  }
   const progress = new Progress(io.stderr, io.now);
   // Removals arrive as notifications while the call waits: show them as they happen.
   const stopListening = client.onNotification((n: Notification) => {
@@ -255,10 +287,13 @@ async function setMemory(
       progress.note(`  removed ${String(p.alias)} (memory now ${formatMiB(Number(p.memSize))})`);
     }
   });
-  progress.start(
-    (t) =>
-      `setting memory of ${name} to ${target}: waiting for the guest to release DIMMs: ${t.toFixed(0)} s`,
-  );
+  // Only an unplug waits on the guest.
+  if (removing > 0) {
+    progress.start(
+      (t) =>
+        `setting memory of ${name} to ${target}: waiting for the guest to release DIMMs: ${t.toFixed(0)} s`,
+    );
+  }
   let result: unknown;
   try {
     result = await client.call('VM.setMemory', params, NO_CLIENT_TIMEOUT);

@@ -78,6 +78,9 @@ const HINTS: Record<Reason, string> = {
   'no-suitable-device':
     'no hot-plugged DIMM fits the requested decrease (each is larger than it, or all are being unplugged); ' +
     'see them with: vmhost-client vm show VM',
+  'below-minimum':
+    'base memory and the DIMMs present at boot can never be removed, so the VM cannot go below the ' +
+    'minimum named above; check the unit of the size (MiB or GiB?); see the DIMMs with: vmhost-client vm show VM',
   stalled:
     'the virtio-mem device stopped moving short of the requested size: the guest cannot give back blocks ' +
     `holding unmovable pages (the error data has the current size reached); ${MOVABLE_HINT}`,

@@ -1,6 +1,7 @@
 // vmhost-client's entry: parse, connect, run, and map every failure to its
 // exit code with one clear message (see USAGE for the codes).
 
+import { createInterface } from 'node:readline/promises';
 import { pathToFileURL } from 'node:url';
 import { packageVersion } from '../config/config.js';
 import { type GlobalOptions, parseCli, USAGE } from './args.js';
@@ -88,6 +89,17 @@ export async function main(
   }
 }
 
+/** A y/N question on the terminal (stderr, so --json output stays clean). */
+async function askOnTerminal(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(question);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
 /** For bin/vmhost-client.js: real stdio, Ctrl-C ends `events` cleanly. */
 export async function runCli(): Promise<void> {
   let onInt: () => void = () => {};
@@ -100,6 +112,7 @@ export async function runCli(): Promise<void> {
     stdout: process.stdout,
     stderr: process.stderr,
     interrupted,
+    ...(process.stdin.isTTY && process.stderr.isTTY ? { confirm: askOnTerminal } : {}),
   });
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onInt);

@@ -22,7 +22,9 @@ export type HotunplugReason =
   | 'libvirt-error'
   | 'no-suitable-device'
   /** A virtio-mem resize stopped moving short of its target. */
-  | 'stalled';
+  | 'stalled'
+  /** setMemory below base memory + boot-time DIMMs, which can never be removed. */
+  | 'below-minimum';
 
 export class VirtError extends Error {
   override readonly name = 'VirtError';

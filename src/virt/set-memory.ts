@@ -1,6 +1,9 @@
 // "Set memory to X" (docs/design.md, "The feature" and "Operations"): the
 // planner's unplugs or one hot plug, then guaranteed memory and the next-run
-// definition.
+// definition. A target below what can never be removed (base memory and DIMMs
+// present at boot) is refused as below-minimum, naming that floor: a typo
+// (1.5MiB for 1.5GiB) must not unplug every DIMM. A dry run plans, applies the
+// same refusals, and answers without changing anything.
 
 import { checkGuaranteed, checkRunning } from './checks.js';
 import { kibToMiB, type ParsedDimm } from './domain-xml.js';
@@ -45,6 +48,8 @@ export async function setMemoryNow(
     timeoutMs?: number;
     /** Default waits of a virtio-mem resize. */
     resize?: { timeoutMs: number; stallMs: number };
+    /** Plan only: answer what would be done, change nothing. */
+    dryRun?: boolean;
   },
   op: OpLog,
 ): Promise<SetMemoryResult> {
@@ -56,6 +61,15 @@ export async function setMemoryNow(
     timeoutMs: opts.timeoutMs ?? ctx.opts.unplugTimeoutMs,
   };
   const nextRunMatch = before.persistent && before.inactiveMemoryKiB === before.dom.memoryKiB;
+  const floor = floorOf(before);
+  if (req.requested < floor) {
+    throw new VirtError(
+      'hotunplug',
+      'below-minimum',
+      `${req.requested} MiB is below this VM's minimum of ${floor} MiB (base memory and DIMMs present at boot cannot be removed)`,
+      { floor, requested: req.requested },
+    );
+  }
   // virtio-mem devices reach exact sizes: DIMMs first, virtio-mem takes the remainder (virtio-mem-plan.ts).
   const target: ResizeTarget = { uuid: before.uuid, record: () => w.require(), reload: () => w.reload() };
   const withVirtio = hasVirtioMem(target);
@@ -72,7 +86,14 @@ export async function setMemoryNow(
     requested: req.requested,
     plan: plan.kind,
     ...(plan.kind === 'decrease' ? { unplug: plan.unplug } : {}),
+    ...(opts.dryRun ? { dryRun: true } : {}),
   });
+  if (opts.dryRun) {
+    if (plan.kind === 'decrease' && plan.unplug.length === 0 && !virtioMoves) {
+      throw noSuitable(plan.decrement, withVirtio);
+    }
+    return dryRunResult(before, plan, req, floor, withVirtio);
+  }
   const virtioStep = async (changes: Changes): Promise<Changes> => {
     const step = await resizeVirtioMemTo(ctx.client, target, req.requested, {
       timeoutMs: opts.timeoutMs ?? opts.resize?.timeoutMs ?? ctx.opts.unplugTimeoutMs,
@@ -123,6 +144,58 @@ export async function setMemoryNow(
   };
   op('done', { ...result });
   return result;
+}
+
+/** MiB that can never be removed: all but the hot-plugged DIMMs and what virtio-mem devices hold. */
+function floorOf(vm: Readonly<VmRecord>): number {
+  const dimms = vm.dom.dimms.reduce(
+    (sum, d) => sum + (d.alias !== null && isHotplugged(vm, d.alias) ? d.size : 0),
+    0,
+  );
+  const virtio = vm.dom.virtioMem.reduce((sum, v) => sum + v.current, 0);
+  return vm.dom.memory - dimms - virtio;
+}
+
+/** What setMemoryNow would answer if every step succeeded; changes nothing. */
+function dryRunResult(
+  vm: Readonly<VmRecord>,
+  plan: MemoryPlan,
+  req: Request,
+  floor: number,
+  withVirtio: boolean,
+): SetMemoryResult {
+  const unplugged = plan.kind === 'decrease' ? plan.unplug.map((d) => ({ ...d })) : [];
+  let memSize = vm.dom.memory - unplugged.reduce((sum, d) => sum + d.size, 0);
+  if (plan.kind === 'increase' && plan.plugSize > 0) memSize += plan.plugSize;
+  const resized: SetMemoryResult['resized'] = [];
+  if (withVirtio) {
+    const live = vm.dom.virtioMem.filter(isLiveVirtioMem);
+    for (const t of planVirtioMem(memSize, req.requested, live)) {
+      const dev = live.find((d) => d.alias === t.alias);
+      memSize += t.requested - (dev?.current ?? t.requested);
+      resized.push({ alias: t.alias, requested: t.requested, current: t.requested });
+    }
+  }
+  const g = Math.min(req.guaranteed ?? vm.meta.guaranteedMiB ?? memSize, memSize);
+  const hotDimms = vm.dom.dimms.reduce(
+    (sum, d) => sum + (d.alias !== null && isHotplugged(vm, d.alias) ? d.size : 0),
+    0,
+  );
+  return {
+    memSize,
+    memGuaranteedSize: g,
+    unplugged,
+    resized,
+    failed: [],
+    nextRun: {
+      updated: false,
+      memory: req.requested,
+      guaranteed: Math.min(req.guaranteed ?? g, req.requested),
+    },
+    dryRun: true,
+    floor,
+    hotplugged: hotDimms,
+  };
 }
 
 function planFor(ctx: OpContext, vm: Readonly<VmRecord>, memoryBytes: number): MemoryPlan {

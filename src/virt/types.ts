@@ -99,6 +99,12 @@ export interface SetMemoryResult {
    * (which has no next run) the running values.
    */
   nextRun: { updated: boolean; memory: number; guaranteed: number };
+  /** Set on a dry run: nothing was changed; `unplugged` is what would be. */
+  dryRun?: true;
+  /** Dry run: MiB that can never be removed (base memory + boot-time DIMMs). */
+  floor?: number;
+  /** Dry run: MiB of hot-plugged DIMMs now. */
+  hotplugged?: number;
 }
 
 export interface DeviceRemovedEvent {

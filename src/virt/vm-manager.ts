@@ -231,7 +231,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   private async setMemoryCall(
     vmId: string,
     memoryBytes: number,
-    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string } = {},
+    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string; dryRun?: boolean } = {},
   ): Promise<SetMemoryResult> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('setMemory', uuid, opts.opId);

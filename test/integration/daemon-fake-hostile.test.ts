@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { type FakeDaemon, FakeLibvirtd, rssKiB, startOnFake } from '../helpers/fake-daemon.js';
 import { replyProblem } from '../helpers/jsonrpc-reply.js';
-import { TestRpcClient } from '../helpers/rpc-client.js';
+import { expectRpcError, TestRpcClient } from '../helpers/rpc-client.js';
 
 const MiB = 1024 * 1024;
 
@@ -112,6 +112,77 @@ describe('a web page cannot drive the API (Origin/Host)', () => {
     const stats = await c.stats(vmId);
     expect(stats.memoryDevices.map((d) => d.alias)).toContain('ua-page');
     expect(fake.getDomainState(vmId)?.liveDimms).toEqual(['ua-page']);
+    await c.close();
+  });
+});
+
+describe('a typo cannot remove every DIMM (VM.setMemory floor and dry run)', () => {
+  let fake: FakeLibvirtd;
+  let fd: FakeDaemon;
+  let vmId: string;
+  const hot = ['ua-h1', 'ua-h2', 'ua-h3', 'ua-h4', 'ua-h5', 'ua-h6', 'ua-h7'];
+  beforeAll(async () => {
+    fake = await FakeLibvirtd.start();
+    // 1024 MiB base + one DIMM present at boot (libvirt's name) + 7 hot-plugged: 2048 MiB.
+    vmId = fake.addDomain({
+      memoryMiB: 1024,
+      dimms: [{ alias: 'dimm0', sizeMiB: 128 }, ...hot.map((alias) => ({ alias, sizeMiB: 128 }))],
+    }).uuid;
+    fd = await startOnFake(fake);
+  });
+  afterAll(async () => {
+    await fd.stop();
+    await fake.stop();
+  });
+
+  it('below base + boot-time DIMMs is refused with 85 below-minimum naming the floor; nothing removed', async () => {
+    const c = await TestRpcClient.connect(fd.daemon.url);
+    const err = await expectRpcError(c.call('VM.setMemory', { vmID: vmId, memory: 1 }));
+    expect(err.code).toBe(85);
+    expect(err.error.data).toMatchObject({ reason: 'below-minimum', floor: 1152, requested: 0 });
+    expect(err.message).toMatch(/minimum of 1152 MiB/);
+    // The REST front refuses it too (422), and still nothing changed.
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: portOf(fd.daemon.url),
+          method: 'PUT',
+          path: `/api/vms/${vmId}`,
+          headers: { 'Content-Type': 'application/xml' },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end(`<vm><memory>${1.5 * MiB}</memory></vm>`);
+    });
+    expect(status).toBe(422);
+    expect(fake.getDomainState(vmId)?.liveDimms).toHaveLength(8);
+    await c.close();
+  });
+
+  it('dryRun answers the plan and changes nothing; the floor itself is reachable', async () => {
+    const c = await TestRpcClient.connect(fd.daemon.url);
+    const plan = await c.call<{
+      dryRun: boolean;
+      memSize: number;
+      unplugged: { alias: string }[];
+      floor: number;
+      hotplugged: number;
+    }>('VM.setMemory', { vmID: vmId, memory: 1280 * MiB, dryRun: true });
+    expect(plan).toMatchObject({ dryRun: true, memSize: 1280, floor: 1152, hotplugged: 896 });
+    expect(plan.unplugged).toHaveLength(6);
+    expect(fake.getDomainState(vmId)?.liveDimms).toHaveLength(8);
+    const done = await c.call<{ memSize: number; unplugged: unknown[] }>('VM.setMemory', {
+      vmID: vmId,
+      memory: 1152 * MiB,
+    });
+    expect(done.memSize).toBe(1152);
+    expect(done.unplugged).toHaveLength(7);
+    expect(fake.getDomainState(vmId)?.liveDimms).toEqual(['dimm0']);
     await c.close();
   });
 });

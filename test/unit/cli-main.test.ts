@@ -184,6 +184,36 @@ function stubMethods() {
       handler: async (p) => {
         record('VM.setMemory', p);
         knownVm(p.vmID);
+        // As the daemon: the floor is base memory (512) plus boot-time DIMMs (none here).
+        const requested = Math.floor(p.memory / 2 ** 20);
+        if (requested < 512) {
+          throw fail(ErrorCode.HOTUNPLUG_FAILED, `${requested} MiB is below this VM's minimum of 512 MiB`, {
+            reason: 'below-minimum',
+            floor: 512,
+            requested,
+          });
+        }
+        if (p.dryRun) {
+          const hot = dimms.reduce((a, d) => a + d.size, 0);
+          let total = 0;
+          const unplugged: { alias: string; size: number }[] = [];
+          for (const d of [...dimms].sort((a, b) => b.size - a.size)) {
+            if (total + d.size > stats().memSize - requested) continue;
+            total += d.size;
+            unplugged.push({ alias: d.alias, size: d.size });
+          }
+          return {
+            memSize: stats().memSize - total,
+            memGuaranteedSize: 512,
+            unplugged,
+            resized: [],
+            failed: [],
+            nextRun: { updated: false, memory: requested, guaranteed: 512 },
+            dryRun: true as const,
+            floor: 512,
+            hotplugged: hot,
+          };
+        }
         return {
           memSize: 640,
           memGuaranteedSize: 512,
@@ -212,9 +242,26 @@ beforeAll(async () => {
 afterAll(() => server.close({ drainMs: 100 }));
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runWith({}, ...argv);
+}
+
+/** As run, with a terminal's confirm(): answers `answer` and records the questions. */
+async function runWith(
+  tty: { answer?: boolean; asked?: string[] },
+  ...argv: string[]
+): Promise<{ code: number; out: string; err: string }> {
   const out = { text: '', isTTY: false, write: (s: string) => (out.text += s) };
   const err = { text: '', isTTY: false, write: (s: string) => (err.text += s) };
-  const code = await main(['--url', url, ...argv], {}, { stdout: out, stderr: err });
+  const confirm =
+    tty.answer === undefined
+      ? {}
+      : {
+          confirm: async (q: string) => {
+            tty.asked?.push(q);
+            return tty.answer === true;
+          },
+        };
+  const code = await main(['--url', url, ...argv], {}, { stdout: out, stderr: err, ...confirm });
   return { code, out: out.text, err: err.text };
 }
 
@@ -294,10 +341,81 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
     expect(noUuid.err).toMatch(/no such VM/);
   });
 
+  const dimm = (alias: string, size: number, slot: number): Dimm => ({
+    model: 'dimm',
+    alias,
+    size,
+    node: 0,
+    slot,
+    base: `0x${(0x100000000 + slot * 0x10000000).toString(16)}`,
+    state: 'plugged',
+  });
+  const realSetMemoryCalls = () =>
+    calls.filter((c) => c.method === 'VM.setMemory' && c.params.dryRun !== true);
+
+  it('set-memory --dry-run shows what would be unplugged and changes nothing', async () => {
+    dimms = [dimm('ua-a', 256, 0), dimm('ua-b', 128, 1)];
+    calls = [];
+    const r = await run('vm', 'set-memory', 'demo', '640MiB', '--dry-run');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/would set memory 896 MiB -> 640 MiB \(dry run, nothing changed\)/);
+    expect(r.out).toMatch(/would unplug: ua-a \(256 MiB\)/);
+    expect(r.out).toMatch(/can never go below 512 MiB/);
+    expect(realSetMemoryCalls()).toHaveLength(0);
+    const j = await run('--json', 'vm', 'set-memory', 'demo', '640MiB', '--dry-run');
+    expect(JSON.parse(j.out)).toMatchObject({
+      dryRun: true,
+      unplugged: [{ alias: 'ua-a', size: 256 }],
+      floor: 512,
+    });
+    expect(realSetMemoryCalls()).toHaveLength(0);
+  });
+
+  it('a typo below the minimum (1.5MiB for 1.5GiB) is refused naming the floor, with no progress line', async () => {
+    dimms = [dimm('ua-a', 256, 0), dimm('ua-b', 128, 1)];
+    calls = [];
+    const r = await run('vm', 'set-memory', 'demo', '1.5MiB');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/below this VM's minimum of 512 MiB/);
+    expect(r.err).not.toMatch(/waiting for the guest/);
+    expect(realSetMemoryCalls()).toHaveLength(0);
+  });
+
+  it('a request refused at validation prints no progress line; --json prints the error', async () => {
+    calls = [];
+    const r = await run('--json', 'vm', 'set-memory', 'demo', '99999GiB');
+    expect(r.code).toBe(1);
+    expect(r.err).not.toMatch(/waiting for the guest/);
+    expect(JSON.parse(r.out)).toMatchObject({ error: { kind: 'rpc', code: -32602 } });
+    expect(realSetMemoryCalls()).toHaveLength(0);
+  });
+
+  it('on a terminal, asks before removing more than half the hot-plugged memory; no means nothing changes', async () => {
+    dimms = [dimm('ua-a', 256, 0), dimm('ua-b', 128, 1)];
+    calls = [];
+    const asked: string[] = [];
+    const no = await runWith({ answer: false, asked }, 'vm', 'set-memory', 'demo', '512MiB');
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toMatch(/Remove 384 MiB of the 384 MiB hot-plugged memory of demo/);
+    expect(no.code).toBe(1);
+    expect(no.err).toMatch(/cancelled: nothing changed/);
+    expect(realSetMemoryCalls()).toHaveLength(0);
+    const yes = await runWith({ answer: true, asked }, 'vm', 'set-memory', 'demo', '512MiB');
+    expect(asked).toHaveLength(2);
+    expect(realSetMemoryCalls()).toHaveLength(1);
+    expect(yes.err).toMatch(/waiting for the guest to release DIMMs/);
+    // --yes skips the question; half or less is not asked about.
+    await runWith({ answer: false, asked }, 'vm', 'set-memory', 'demo', '512MiB', '--yes');
+    await runWith({ answer: false, asked }, 'vm', 'set-memory', 'demo', '768MiB');
+    expect(asked).toHaveLength(2);
+    expect(realSetMemoryCalls()).toHaveLength(3);
+  });
+
   it('set-memory sends bytes and exits 1 when a DIMM could not be removed', async () => {
+    dimms = [dimm('ua-reject', 128, 0)];
     calls = [];
     const r = await run('vm', 'set-memory', 'demo', '640MiB', '--guaranteed', '512MiB');
-    expect(calls.find((c) => c.method === 'VM.setMemory')?.params).toEqual({
+    expect(calls.filter((c) => c.method === 'VM.setMemory').at(-1)?.params).toEqual({
       vmID: VM,
       memory: 640 * 2 ** 20,
       guaranteed: 512 * 2 ** 20,
