@@ -187,7 +187,8 @@ describe('VmManager faults (fake libvirtd)', () => {
     );
     expect(await reason(vms.hotplugMemory(d.uuid, { size: 128 * 64, node: 0 }))).toBe('invalid');
     expect(await reason(vms.hotplugMemory(off.uuid, { size: 128, node: 0 }))).toBe('not-running');
-    expect(await reason(vms.setMemory(d.uuid, 1000 * 1024 * 1024))).toBe('no-suitable-device');
+    // Only a boot-time DIMM: any decrease goes below base + boot DIMMs (1280 MiB).
+    expect(await reason(vms.setMemory(d.uuid, 1000 * 1024 * 1024))).toBe('below-minimum');
     expect(await reason(vms.setMemory(d.uuid, 1300 * 1024 * 1024))).toBe('invalid');
   });
 
