@@ -135,8 +135,10 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   async setMemory(
     vmId: string,
     memoryBytes: number,
-    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string } = {},
+    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string; dryRun?: boolean } = {},
   ): Promise<SetMemoryResult> {
+    // A dry run changes nothing: not an operation for the observer (metrics).
+    if (opts.dryRun) return this.setMemoryCall(vmId, memoryBytes, opts);
     const info = { operation: 'setMemory' as const, vmId: vmId.toLowerCase() };
     return observeOperation(
       this.ctx.observer,
