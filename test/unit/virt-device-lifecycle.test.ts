@@ -308,6 +308,30 @@ describe('device lifecycle: exact effects and states', () => {
     expect(booted.effects.slice(0, 2)).toStrictEqual([{ type: 'persist' }, { type: 'publish' }]);
   });
 
+  it('an unmarked request that fails has no mark to take back; events for untracked devices leave the state alone', () => {
+    const s = run(deviceSet(['ua-a']), {
+      type: 'unplug-requested',
+      alias: 'ua-a',
+      since: T0,
+      mark: false,
+    }).state;
+    expect(next(s, { type: 'removal-failed', alias: 'ua-a' }).effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'settle', alias: 'ua-a', answer: { kind: 'failed', reason: 'guest-rejected' } },
+      { type: 'notify', alias: 'ua-a', outcome: { kind: 'failed', reason: 'guest-rejected' } },
+    ]);
+    const plugged = deviceSet(['ua-a']);
+    expect(next(plugged, { type: 'device-removed', alias: 'ua-a' }).state).toBe(plugged);
+    const released = next(s, { type: 'device-removed', alias: 'ua-a' }).state;
+    expect(next(released, { type: 'device-removed', alias: 'ua-a' }).state).toBe(released);
+    // A device metadata listed, gone on restart and never requested: removed late, guaranteed clamped.
+    const away = next(EMPTY, { type: 'adopted', present: [], marks: [], recorded: ['ua-x'] });
+    expect(of(away.effects, 'clamp-guaranteed')).toStrictEqual([{ type: 'clamp-guaranteed' }]);
+    expect(of(away.effects, 'notify')).toStrictEqual([
+      { type: 'notify', alias: 'ua-x', outcome: { kind: 'removed', late: true } },
+    ]);
+  });
+
   it("a late removal clamps guaranteed memory without the call's request; a waiting call's removal without one asks for none", () => {
     const gaveUp = run(
       requested(900),
