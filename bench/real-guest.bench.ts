@@ -85,6 +85,8 @@ class PythonUnplugger {
   }
 }
 
+const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+
 /** The daemon's own step timings of the timed unplugs: "step at p50 ms" for each logged step, in order. */
 function stepMedians(logs: readonly LogLine[], aliases: ReadonlySet<string>): string {
   const at = new Map<string, number[]>();
@@ -99,7 +101,7 @@ function stepMedians(logs: readonly LogLine[], aliases: ReadonlySet<string>): st
     .map(([k, v]) => [k, summarize(v, 'ms').median] as const)
     .sort((a, b) => a[1] - b[1])
     .map(([k, v]) => `${k} ${v.toFixed(1)}`)
-    .join(', ');
+    .join('; ');
 }
 
 export async function run(): Promise<BenchResult[]> {
@@ -186,7 +188,7 @@ export async function run(): Promise<BenchResult[]> {
         target: 'p50 ratio <= 1.10',
         pass: ratio <= 1.1,
         goal: '12',
-        note: `+${(o.median - b.median).toFixed(1)} ms p50, +${(o.p90 - b.p90).toFixed(1)} ms p90; daemon's steps (p50 ms since the call): ${steps}`,
+        note: `${signed(o.median - b.median)} ms p50, ${signed(o.p90 - b.p90)} ms p90; daemon's steps (p50 ms since the call): ${steps}`,
       },
     ];
   } finally {
