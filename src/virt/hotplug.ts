@@ -9,6 +9,7 @@ import { buildAttachDimmXml, isUserAlias } from './dimm-xml.js';
 import { kibToMiB, type ParsedDomain } from './domain-xml.js';
 import { invalid, VirtError } from './errors.js';
 import { errMessage, libvirtDetails } from './libvirt-errors.js';
+import { checkNotMigrating } from './migration-check.js';
 import { updateNextRun } from './next-run.js';
 import { observeDimm } from './observer.js';
 import type { OpContext, OpLog } from './op-context.js';
@@ -44,6 +45,8 @@ async function plugDimm(
   op: OpLog,
   nextRun: boolean,
 ): Promise<Readonly<VmRecord>> {
+  checkRunning(w.require(), 'hotplug');
+  await checkNotMigrating(ctx.client, w.require(), op);
   const vm = w.require();
   checkRunning(vm, 'hotplug');
   const plan = planPlug(vm.dom, mem, ctx.opts.dimmAlignmentMiB);

@@ -11,6 +11,7 @@ import { VirtError } from './errors.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { libvirtDetails } from './libvirt-errors.js';
+import { checkNotMigrating } from './migration-check.js';
 import { updateNextRun } from './next-run.js';
 import type { OpContext, OpLog } from './op-context.js';
 import { bytesToMiB, type MemoryPlan, planMemory } from './planner.js';
@@ -53,6 +54,8 @@ export async function setMemoryNow(
   },
   op: OpLog,
 ): Promise<SetMemoryResult> {
+  checkRunning(w.require(), 'hotunplug');
+  await checkNotMigrating(ctx.client, w.require(), op);
   const before = w.require();
   checkRunning(before, 'hotunplug');
   const req: Request = {

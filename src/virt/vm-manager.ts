@@ -10,6 +10,7 @@ import { checkUnplug } from './checks.js';
 import { invalid, VirtError } from './errors.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
+import { checkNotMigrating } from './migration-check.js';
 import { guardedObserver, type OperationObserver, observeOperation } from './observer.js';
 import { createOpLog, type OpContext, type OpLog } from './op-context.js';
 import {
@@ -182,6 +183,8 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         node: mem.node,
         timeoutMs: opts.timeoutMs ?? this.opts.unplugTimeoutMs,
       });
+      checkUnplug(w.require(), mem);
+      await checkNotMigrating(this.ctx.client, w.require(), op);
       const dimm = checkUnplug(w.require(), mem);
       const r = await unplugOne(this.ctx, w, dimm, {
         guaranteed: opts.memGuaranteedSize,

@@ -199,6 +199,7 @@ export class FakeLibvirtd {
   private readonly counts = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private stalled = false;
+  private stallProcs: Set<string> | null = null;
   private corruptReplies = 0;
   private replyMutators: ((pkt: Buffer) => Buffer)[] = [];
   private xmlLog: ReceivedXml[] | null = null;
@@ -357,9 +358,14 @@ export class FakeLibvirtd {
     this.clients.clear();
   }
 
-  /** While stalled, the fake reads and discards everything and answers nothing (not even keepalive). */
-  stall(on: boolean): void {
+  /**
+   * While stalled, the fake reads and discards everything and answers nothing
+   * (not even keepalive); with `procs`, only calls of those procedures are
+   * swallowed and everything else is answered.
+   */
+  stall(on: boolean, procs?: string[]): void {
     this.stalled = on;
+    this.stallProcs = on && procs ? new Set(procs) : null;
   }
 
   sendMalformed(kind: MalformedKind): void {
@@ -426,7 +432,13 @@ export class FakeLibvirtd {
         socket.destroy();
         return;
       }
-      if (this.stalled) return;
+      if (this.stalled) {
+        const only = this.stallProcs;
+        if (!only) return;
+        packets = packets.filter(
+          (p) => p.header.prog !== REMOTE_PROGRAM || !only.has(ProcName[p.header.proc] ?? ''),
+        );
+      }
       for (const p of packets) this.onPacket(client, p);
     });
     socket.on('error', () => socket.destroy());
@@ -504,7 +516,7 @@ export class FakeLibvirtd {
   }
 
   private write(client: Client, buf: Buffer): void {
-    if (this.stalled || client.socket.destroyed) return;
+    if ((this.stalled && !this.stallProcs) || client.socket.destroyed) return;
     client.socket.write(buf);
   }
 
