@@ -77,7 +77,8 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect(sizes.at(-1)).toBe(512);
     const last = notes.at(-1)!;
     expect(last.method).toBe(`|virt|VM_status|${uuid}`);
-    expect((last.params as Stats).memSize).toBe(1024);
+    // VDSM's VM_status shape: {<vmId>: stats, notify_time}.
+    expect((last.params as Record<string, Stats>)[uuid]?.memSize).toBe(1024);
   });
 
   it('a driver that never moves: stalled after the stall period, current unchanged, requested settled back', async () => {
@@ -112,8 +113,9 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 30\n' });
     const c2 = await Client.connect(fd.daemon.url);
     try {
-      const s = await c2.call<Stats>('VM.getStats', { vmID: uuid });
-      const dev = s.memoryDevices.find((d) => d.alias === 'ua-vm0');
+      // VDSM's shape: a list of one VmStats.
+      const [s] = await c2.call<Stats[]>('VM.getStats', { vmID: uuid });
+      const dev = s?.memoryDevices.find((d) => d.alias === 'ua-vm0');
       // Still on its way (the fake guest needs 32 steps of 400 ms): requested 256, current below.
       expect(dev).toMatchObject({ model: 'virtio-mem', requested: 256, state: 'resizing' });
       expect(dev?.current).toBeLessThan(256);
@@ -125,9 +127,14 @@ describe('VM.resizeMemoryDevice on the fake', () => {
       );
       expect(done.params).toEqual({ alias: 'ua-vm0', requested: 256, current: 256 });
       const final = await c2.waitForNotification(
-        (n) => n.method === `|virt|VM_status|${uuid}` && (n.params as Stats).memSize === 512 + 256,
+        (n) =>
+          n.method === `|virt|VM_status|${uuid}` &&
+          (n.params as Record<string, Stats>)[uuid]?.memSize === 512 + 256,
       );
-      expect((final.params as Stats).memoryDevices[0]).toMatchObject({ state: 'plugged', current: 256 });
+      expect((final.params as Record<string, Stats>)[uuid]?.memoryDevices[0]).toMatchObject({
+        state: 'plugged',
+        current: 256,
+      });
     } finally {
       await c2.close();
     }

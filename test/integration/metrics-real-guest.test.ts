@@ -87,8 +87,9 @@ describe('metrics on real guests', () => {
   });
 
   it('an unplug the guest releases moves the histogram under outcome="removed", and the release time', async () => {
-    const stats = await c.call<Stats>('VM.getStats', { vmID: coop.uuid });
-    const d = stats.memoryDevices.at(-1)!;
+    // VDSM's shape: a list of one VmStats.
+    const [stats] = await c.call<Stats[]>('VM.getStats', { vmID: coop.uuid });
+    const d = stats!.memoryDevices.at(-1)!;
     const before = await scrape(url);
     expect((await unplug(c, coop.uuid, d)).status).toBe('removed');
     const after = await scrape(url);
