@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { JSONRPCError } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
+import { isRecord } from '../is-record.js';
 import type { Caller, Outcome } from '../rpc/dispatcher.js';
 import type { HttpRoute, HttpRouteContext } from '../rpc/http-route.js';
 import { ErrorCode, isReasonOf, type Reason } from './contract.js';
@@ -88,10 +89,6 @@ const parser = new XMLParser({
   ignorePiTags: true,
   trimValues: true,
 });
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function bytesOf(element: string, v: unknown): number {
   if (typeof v !== 'string' || !/^[0-9]+$/.test(v)) {

@@ -14,6 +14,7 @@ import {
   JSONRPCServer,
 } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
+import { isRecord } from '../is-record.js';
 import { RpcError, RpcErrorCode } from './errors.js';
 import type { MethodContext, MethodSpec } from './method.js';
 import type { RpcObserver } from './observer.js';
@@ -93,10 +94,6 @@ interface Entry {
 }
 
 const EMPTY_PARAMS_SCHEMA = { type: 'object', properties: {}, additionalProperties: false };
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isId(v: unknown): v is JSONRPCID {
   return typeof v === 'string' || v === null || (typeof v === 'number' && Number.isFinite(v));

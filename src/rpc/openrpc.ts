@@ -1,6 +1,8 @@
 // The OpenRPC 1.2 document served by rpc.discover, generated from the same
 // MethodSpecs whose schemas validate the params: the published contract and
 // the enforced one cannot drift apart.
+
+import { isRecord } from '../is-record.js';
 import type { JsonSchema, MethodSpec } from './method.js';
 
 export interface OpenRpcContentDescriptor {
@@ -27,10 +29,6 @@ export interface OpenRpcDocument {
 }
 
 export const OPENRPC_VERSION = '1.2.6';
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** One content descriptor per property of the (object) params schema. */
 function paramDescriptors(schema: JsonSchema): OpenRpcContentDescriptor[] {

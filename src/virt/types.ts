@@ -11,19 +11,6 @@ export type VmStatus =
 
 export type DeviceState = 'plugged' | 'unplugging';
 
-export interface MemoryDevice {
-  alias: string;
-  /** MiB */
-  size: number;
-  node: number;
-  slot: number;
-  /** Guest physical base address, '0x…'. */
-  base: string;
-  state: DeviceState;
-  /** Attached while the VM ran (so the guest may have onlined it movable). */
-  hotplugged: boolean;
-}
-
 export interface VmStatsDevice {
   model: 'dimm' | 'virtio-mem';
   alias: string;
