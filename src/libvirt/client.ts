@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { type CallOptions, DEFAULT_CALL_TIMEOUT_MS, LibvirtConnection } from './connection.js';
-import { LibvirtConnectionError, LibvirtError } from './errors.js';
+import { LibvirtConnectionError, LibvirtError, LibvirtNotConnectedError } from './errors.js';
 import { bodyReader, DEFAULT_MAX_PACKET_BYTES, type Packet } from './packet.js';
 import {
   AuthType,
@@ -285,7 +285,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
     const conn = this.conn;
     if (!conn || conn.closed) {
       const why = this.closing ? 'client closed' : 'libvirtd connection lost, reconnecting';
-      return Promise.reject(new LibvirtConnectionError(`not connected to libvirtd (${why})`));
+      return Promise.reject(new LibvirtNotConnectedError(`not connected to libvirtd (${why})`));
     }
     return conn.call(proc, write, read, opts);
   }

@@ -26,7 +26,12 @@ export class LibvirtError extends Error {
 
 /** The connection is closed or was lost before the call completed. */
 export class LibvirtConnectionError extends Error {
-  override readonly name = 'LibvirtConnectionError';
+  override readonly name: string = 'LibvirtConnectionError';
+}
+
+/** The call was refused before it was sent: there was no connection. libvirt never saw it. */
+export class LibvirtNotConnectedError extends LibvirtConnectionError {
+  override readonly name = 'LibvirtNotConnectedError';
 }
 
 /** A call got no reply within its timeout. */

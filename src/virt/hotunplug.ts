@@ -4,7 +4,7 @@
 // into events for the lifecycle machine, and answer with what the machine
 // decided. The operation never writes the VM's record itself.
 
-import { LibvirtConnectionError, LibvirtError } from '../libvirt/errors.js';
+import { LibvirtConnectionError, LibvirtError, LibvirtNotConnectedError } from '../libvirt/errors.js';
 import { DomainAffect, type LibvirtApi } from '../libvirt/types.js';
 import { checkGuaranteed } from './checks.js';
 import type { DeviceEvent } from './device-lifecycle.js';
@@ -151,7 +151,9 @@ async function detachAndWait(
       () => null,
       (err: unknown) => ({ err }),
     );
-    o.op('detach requested');
+    // Logged once the call has left: calls of one tick are written on the next
+    // tick (connection.ts), and a watcher acting on this line must find it sent.
+    process.nextTick(() => o.op('detach requested'));
     reportRelease(ctx, w, alias, req.answer);
     // Shown as unplugging once the detach is on its way (the mark is durable).
     w.submit({ type: 'detach-requested', alias });
@@ -211,6 +213,9 @@ async function classifyDetachFailure(
   if (isRejectedByGuest(err)) return { type: 'detach-failed', alias, reason: 'guest-rejected' };
   // The request may have gone through before the connection dropped; the
   // resync after reconnecting answers if the DIMM is gone.
+  // Refused before it was sent (no connection): libvirt never saw the detach.
+  if (err instanceof LibvirtNotConnectedError)
+    return { type: 'detach-failed', alias, reason: 'libvirt-error' };
   if (err instanceof LibvirtConnectionError) {
     if (await answeredWithin(answered, RECONNECT_GRACE_MS)) return null;
     // No mark was written and nothing says libvirt acted on the detach: taken
