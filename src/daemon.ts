@@ -96,6 +96,10 @@ export async function startDaemon(
     dimmAlignmentMiB: config.dimmAlignmentMiB,
     resizeTimeoutMs: config.resizeTimeoutS * 1000,
     resizeStallMs: config.resizeStallS * 1000,
+    guestProbe: {
+      intervalMs: config.guest.probeIntervalS * 1000,
+      deadlineMs: config.guest.probeTimeoutS * 1000,
+    },
     ...(prefix ? { manages: (name: string) => name.startsWith(prefix) } : {}),
     observer: metrics.operationObserver,
   });

@@ -12,6 +12,7 @@ export const MOVABLE_HINT =
 
 const REASON_HINTS = {
   'guest-rejected': MOVABLE_HINT,
+  'not-movable': `The guest holds this DIMM in ZONE_NORMAL (kernel memory) and would refuse; nothing was changed. ${MOVABLE_HINT}`,
   timeout:
     'The removal stays requested: if the guest releases the DIMM later, this page updates. ' +
     'A guest that never answers usually has the memory onlined as non-movable.',
@@ -60,7 +61,22 @@ export function cleanStats(v) {
       requested: Number(d.requested),
       current: Number(d.current),
       block: Number(d.block),
+      guestZone: isObject(d.guest) && typeof d.guest.zone === 'string' ? d.guest.zone : '',
+      guestOnline: isObject(d.guest) && d.guest.online === true,
     })),
+  };
+}
+
+/**
+ * The zone the guest holds a DIMM in, as the agent said ('-' from a daemon
+ * that does not say), and whether an unplug would be refused as not movable.
+ */
+export function zoneOf(d) {
+  const zone = typeof d.guestZone === 'string' && d.guestZone ? d.guestZone : '-';
+  const partly = !d.guestOnline && !['offline', 'unknown', '-'].includes(zone);
+  return {
+    text: partly ? `${zone} (partly offline)` : zone,
+    notMovable: zone === 'normal' || zone === 'mixed',
   };
 }
 

@@ -13,6 +13,7 @@ import {
   setAll,
   socketUrl,
   unplugRequest,
+  zoneOf,
 } from './console-model.js';
 
 const state = createState();
@@ -208,6 +209,7 @@ function renderDimmRow(vm, d) {
     [d.slot, 'num'],
     [d.base, 'mono'],
     [d.state, `state ${d.state === 'unplugging' ? 'unplugging' : 'plugged'}`],
+    [zoneOf(d).text, `zone${zoneOf(d).notMovable ? ' not-movable' : ''}`],
   ]) {
     tr.append(el('td', cls, text));
   }
@@ -262,7 +264,7 @@ function renderVm(vm) {
   };
   if (dimms.length > 0) {
     const rows = [...dimms].sort((a, b) => a.slot - b.slot).map((d) => renderDimmRow(vm, d));
-    section.append(table(['Alias', 'Size', 'Node', 'Slot', 'Base', 'State', ''], rows));
+    section.append(table(['Alias', 'Size', 'Node', 'Slot', 'Base', 'State', 'Guest zone', ''], rows));
   }
   if (vmems.length > 0) {
     const rows = vmems.map((d) => renderVirtioMemRow(vm, d));

@@ -36,6 +36,7 @@ export const HOTUNPLUG_REASONS = [
   'no-suitable-device',
   'stalled',
   'below-minimum',
+  'not-movable',
 ] as const;
 export type HotunplugReason = (typeof HOTUNPLUG_REASONS)[number];
 

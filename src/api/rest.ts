@@ -39,6 +39,7 @@ export class RestFault extends Error {
 const CONFLICT_REASONS: readonly Reason[] = [
   'not-running',
   'guest-rejected',
+  'not-movable',
   'already-unplugging',
   'vm-gone',
 ];
@@ -224,8 +225,10 @@ export class RestApi implements HttpRoute {
           `got ${JSON.stringify(ctype.slice(0, 80))}`,
         );
       }
+      const force = forceOf(req.url);
       const body = await readBody(req, ctx.maxBodyBytes);
       const params = parseVmBody(vmId, body);
+      if (force) params.force = true;
       const caller: Caller = { connectionId, remote, log, inFlight: 0, maxInFlight: 1, gone: false };
       // Removed again below: a keep-alive socket carries many requests.
       const onClose = () => {
@@ -259,6 +262,14 @@ export class RestApi implements HttpRoute {
       this.send(res, 500, faultXml('unexpected error', 'see the daemon log'));
     }
   }
+}
+
+/** `?force=true`: VM.setMemory's `force` (plan as if every DIMM were movable). */
+export function forceOf(url: string | undefined): boolean {
+  const q = new URL(url ?? '/', 'http://vmhostd').searchParams.getAll('force');
+  if (q.length === 0) return false;
+  if (q.length === 1 && (q[0] === 'true' || q[0] === 'false')) return q[0] === 'true';
+  throw new RestFault(400, 'bad query parameter force', 'force=true or force=false, once');
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {

@@ -132,8 +132,13 @@ export type HotplugMemoryParams = Static<typeof HotplugMemoryParams>;
 export const HotplugParams = Type.Object({ vmID: Uuid, params: HotplugMemoryParams }, closed);
 export type HotplugParams = Static<typeof HotplugParams>;
 
+const Force = Type.Boolean({
+  description:
+    'unplug even a DIMM the guest agent says the guest holds in ZONE_NORMAL (refused with 85 not-movable otherwise)',
+});
+
 export const HotunplugParams = Type.Object(
-  { vmID: Uuid, params: HotplugMemoryParams, timeout: Type.Optional(Timeout) },
+  { vmID: Uuid, params: HotplugMemoryParams, timeout: Type.Optional(Timeout), force: Type.Optional(Force) },
   closed,
 );
 export type HotunplugParams = Static<typeof HotunplugParams>;
@@ -147,6 +152,12 @@ export const SetMemoryParams = Type.Object(
     dryRun: Type.Optional(
       Type.Boolean({
         description: 'plan only: answer what would be unplugged (or plugged) and change nothing',
+      }),
+    ),
+    force: Type.Optional(
+      Type.Boolean({
+        description:
+          'plan as if every DIMM were movable (by default DIMMs the guest holds in ZONE_NORMAL are skipped)',
       }),
     ),
   },
@@ -188,6 +199,22 @@ export const VmStatus = StringEnum(
   'VDSM-style VM status',
 );
 
+export const GUEST_ZONES = ['movable', 'normal', 'offline', 'mixed', 'unknown'] as const;
+
+/** A DIMM as its guest last told (through the guest agent; refreshed in the background). */
+export const GuestDimmView = Type.Object(
+  {
+    online: Type.Boolean({ description: 'every memory block of the DIMM is online in the guest' }),
+    zone: StringEnum(
+      GUEST_ZONES,
+      'the zone its online blocks are in: movable (can be given back), normal (kernel memory: the guest would refuse), ' +
+        'offline (no block online), mixed (some blocks movable, some normal), unknown (no agent or no answer)',
+    ),
+  },
+  closed,
+);
+export type GuestDimmView = Static<typeof GuestDimmView>;
+
 export const VmStatsDevice = Type.Object(
   {
     model: StringEnum(['dimm', 'virtio-mem'] as const),
@@ -204,6 +231,7 @@ export const VmStatsDevice = Type.Object(
     current: Type.Optional(Type.Integer({ description: 'virtio-mem: MiB the guest has plugged' })),
     block: Type.Optional(Type.Integer({ description: 'virtio-mem: MiB; requested is a multiple of it' })),
     address: Type.Optional(Type.String({ description: "virtio-mem: PCI address 'dddd:bb:ss.f'" })),
+    guest: Type.Optional(GuestDimmView),
   },
   closed,
 );
@@ -320,6 +348,20 @@ export const SetMemoryResult = Type.Object(
       { description: 'virtio-mem devices resized (MiB): requested now, and the size the guest reached' },
     ),
     failed: Type.Array(Type.Object({ alias: Type.String(), reason: FailureReason }, closed)),
+    skipped: Type.Array(
+      Type.Object(
+        {
+          alias: Type.String(),
+          size: Type.Integer({ description: 'MiB' }),
+          reason: Type.Literal('not-movable'),
+        },
+        closed,
+      ),
+      {
+        description:
+          'DIMMs that fit the decrease but were left out: the guest agent says the guest holds them in ZONE_NORMAL (empty with force)',
+      },
+    ),
     nextRun: Type.Object(
       {
         updated: Type.Boolean(),

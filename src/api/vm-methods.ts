@@ -75,11 +75,12 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
     defineMethod({
       name: 'VM.hotunplugMemory',
       summary:
-        'Hot unplug one previously hot-plugged DIMM (found by alias and, where given, slot and base) and wait until the guest releases it.',
+        'Hot unplug one previously hot-plugged DIMM (found by alias and, where given, slot and base) and wait until the guest releases it. ' +
+        'A DIMM the guest agent says the guest holds in ZONE_NORMAL is refused at once (85 not-movable) unless force.',
       params: HotunplugParams,
       result: UnplugResult,
       errors: [NO_SUCH_VM, MIGRATING, HOTUNPLUG_FAILED],
-      handler: async ({ vmID, params, timeout }, ctx) => {
+      handler: async ({ vmID, params, timeout, force }, ctx) => {
         sameVm(vmID, params.vmId);
         const spec = toHotunplugSpec(memoryOf(params));
         return mapErrors(() =>
@@ -87,6 +88,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
             memGuaranteedSize: params.memGuaranteedSize,
             timeoutMs: seconds(timeout),
             opId: opIdOf(ctx),
+            force: force === true,
           }),
         );
       },
@@ -114,7 +116,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
       params: SetMemoryParams,
       result: SetMemoryResult,
       errors: [NO_SUCH_VM, MIGRATING, HOTPLUG_FAILED, HOTUNPLUG_FAILED],
-      handler: async ({ vmID, memory, guaranteed, timeout, dryRun }, ctx) => {
+      handler: async ({ vmID, memory, guaranteed, timeout, dryRun, force }, ctx) => {
         if (guaranteed !== undefined && guaranteed > memory) {
           throw invalidParam('guaranteed', '<= memory', 'must not exceed memory');
         }
@@ -124,6 +126,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
             timeoutMs: seconds(timeout),
             opId: opIdOf(ctx),
             dryRun: dryRun === true,
+            force: force === true,
           }),
         );
       },

@@ -20,7 +20,7 @@ export type Command =
   | { kind: 'vm-list' }
   | { kind: 'vm-show'; vm: string }
   | { kind: 'vm-plug'; vm: string; sizeMiB: number; node: number; alias?: string; guaranteedMiB?: number }
-  | { kind: 'vm-unplug'; vm: string; alias: string; timeoutS?: number }
+  | { kind: 'vm-unplug'; vm: string; alias: string; timeoutS?: number; force?: true }
   | { kind: 'vm-resize'; vm: string; alias: string; requestedMiB: number; timeoutS?: number; keep: boolean }
   | {
       kind: 'vm-set-memory';
@@ -32,6 +32,8 @@ export type Command =
       dryRun?: true;
       /** Do not ask before removing more than half the hot-plugged memory. */
       yes?: true;
+      /** Plan as if every DIMM were movable (the guest's zones are not asked). */
+      force?: true;
     }
   | { kind: 'events'; vm?: string; count?: number }
   | { kind: 'status' };
@@ -58,6 +60,7 @@ const OPTIONS: Record<string, boolean> = {
   '--keep': false,
   '--dry-run': false,
   '--yes': false,
+  '--force': false,
 };
 const SHORT: Record<string, string> = { '-h': '--help', '-V': '--version' };
 const GLOBAL = new Set(['--url', '--tls-cert', '--tls-key', '--tls-ca', '--json', '--help', '--version']);
@@ -65,9 +68,9 @@ const GLOBAL = new Set(['--url', '--tls-cert', '--tls-key', '--tls-ca', '--json'
 /** Command-specific options allowed per command. */
 const ALLOWED: Record<string, readonly string[]> = {
   'vm-plug': ['--node', '--alias', '--guaranteed'],
-  'vm-unplug': ['--timeout'],
+  'vm-unplug': ['--timeout', '--force'],
   'vm-resize': ['--timeout', '--keep'],
-  'vm-set-memory': ['--guaranteed', '--timeout', '--dry-run', '--yes'],
+  'vm-set-memory': ['--guaranteed', '--timeout', '--dry-run', '--yes', '--force'],
   events: ['--count'],
 };
 
@@ -232,9 +235,10 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
       return c;
     }
     case 'unplug': {
-      need(args, 2, 'vm unplug VM ALIAS [--timeout S]');
+      need(args, 2, 'vm unplug VM ALIAS [--timeout S] [--force]');
       const c: Command = { kind: 'vm-unplug', vm: args[0] ?? '', alias: args[1] ?? '' };
       if (timeout !== undefined) c.timeoutS = parseSeconds('--timeout', timeout);
+      if (opts.has('--force')) c.force = true;
       return c;
     }
     case 'resize': {
@@ -250,7 +254,7 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
       return c;
     }
     case 'set-memory': {
-      need(args, 2, 'vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S] [--dry-run] [--yes]');
+      need(args, 2, 'vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S] [--dry-run] [--yes] [--force]');
       const c: Command = {
         kind: 'vm-set-memory',
         vm: args[0] ?? '',
@@ -262,6 +266,7 @@ function parseCommand(positional: string[], opts: Map<string, string>): Command 
       if (timeout !== undefined) c.timeoutS = parseSeconds('--timeout', timeout);
       if (opts.has('--dry-run')) c.dryRun = true;
       if (opts.has('--yes')) c.yes = true;
+      if (opts.has('--force')) c.force = true;
       return c;
     }
     default:
@@ -280,20 +285,25 @@ Operator client of vmhostd (JSON-RPC 2.0 over WebSocket).
 
 Commands:
   vm list                               VMs with status, memory and DIMM count
-  vm show VM                            one VM: memory, guaranteed, DIMMs (alias/size/node/slot/state)
+  vm show VM                            one VM: memory, guaranteed, DIMMs (alias/size/node/slot/
+                                        state, and GUEST: the zone the guest holds it in)
   vm devices VM                         same as vm show
   vm plug VM SIZE [--node N] [--alias ua-NAME] [--guaranteed SIZE]
                                         hot plug a DIMM of SIZE
-  vm unplug VM ALIAS [--timeout S]      hot unplug a hot-plugged DIMM, waiting for the guest
+  vm unplug VM ALIAS [--timeout S] [--force]
+                                        hot unplug a hot-plugged DIMM, waiting for the guest;
+                                        one the guest holds in ZONE_NORMAL is refused
+                                        (not-movable) unless --force
   vm resize VM ALIAS SIZE [--timeout S] [--keep]
                                         resize a virtio-mem device to SIZE (a multiple of its
                                         block), with live progress; --keep: after a stall or
                                         timeout leave the request for the guest to keep trying
-  vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S] [--dry-run] [--yes]
+  vm set-memory VM SIZE [--guaranteed SIZE] [--timeout S] [--dry-run] [--yes] [--force]
                                         lower (or raise) the VM's memory to SIZE; --dry-run
                                         shows what would be unplugged; on a terminal it asks
                                         before removing more than half the hot-plugged
-                                        memory (--yes: do not ask)
+                                        memory (--yes: do not ask); DIMMs the guest holds
+                                        in ZONE_NORMAL are skipped unless --force
   events [VM] [--count N]               follow notifications, one line each (Ctrl-C stops)
   status                                the daemon on one screen: uptime, libvirt, VMs, DIMMs,
                                         clients, operations in flight, last 10 outcomes

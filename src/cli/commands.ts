@@ -153,6 +153,7 @@ async function unplug(
     params: { vmId, memory: { size: dimm.size, node: dimm.node, alias: dimm.alias } },
   };
   if (c.timeoutS !== undefined) params.timeout = c.timeoutS;
+  if (c.force) params.force = true;
   const progress = new Progress(io.stderr, io.now);
   const limit = c.timeoutS !== undefined ? `, timeout ${c.timeoutS} s` : '';
   progress.start(
@@ -248,6 +249,7 @@ async function setMemory(
   const params: Record<string, unknown> = { vmID: vmId, memory: c.memoryBytes };
   if (c.guaranteedBytes !== undefined) params.guaranteed = c.guaranteedBytes;
   if (c.timeoutS !== undefined) params.timeout = c.timeoutS;
+  if (c.force) params.force = true;
   const target = formatMiB(Math.floor(c.memoryBytes / 1048576));
   // Plan first (the daemon's dry run): a request it refuses (bad size,
   // below-minimum, nothing suitable) fails here, before any progress line,
@@ -259,6 +261,14 @@ async function setMemory(
   const removing = planned.reduce((sum, u) => sum + Number(u.size ?? 0), 0);
   const listOf = (us: Record<string, unknown>[]) =>
     us.map((u) => `${String(u.alias)} (${formatMiB(Number(u.size))})`).join(', ');
+  const skippedOf = (x: Record<string, unknown>) =>
+    Array.isArray(x.skipped)
+      ? x.skipped.map((u) => (u && typeof u === 'object' ? (u as Record<string, unknown>) : {}))
+      : [];
+  const skippedLine = (x: Record<string, unknown>) =>
+    skippedOf(x).length > 0
+      ? [`  skipped (the guest holds them in ZONE_NORMAL; --force to try): ${listOf(skippedOf(x))}`]
+      : [];
   if (c.dryRun) {
     if (global.json) {
       io.stdout.write(json(plan));
@@ -267,6 +277,9 @@ async function setMemory(
     io.stdout.write(
       `${name}: would set memory ${formatMiB(before.memSize)} -> ${formatMiB(Number(plan.memSize))} (dry run, nothing changed)\n` +
         `  would unplug: ${listOf(planned) || 'none'}\n` +
+        skippedLine(plan)
+          .map((l) => `${l.replace('  skipped', '  would skip')}\n`)
+          .join('') +
         `  can never go below ${formatMiB(Number(plan.floor))} (base memory and DIMMs present at boot)\n`,
     );
     return EXIT.OK;
@@ -318,6 +331,7 @@ async function setMemory(
   const lines = [
     `${name}: memory ${formatMiB(before.memSize)} -> ${formatMiB(Number(r.memSize))}, guaranteed ${formatMiB(Number(r.memGuaranteedSize))}`,
     `  unplugged: ${list || 'none'}`,
+    ...skippedLine(r),
     ...(Array.isArray(r.resized) && r.resized.length > 0
       ? [
           `  resized: ${r.resized

@@ -62,6 +62,10 @@ export function hintForReason(reason: string): string | undefined {
 /** One hint per reason of the contract: a reason added there without a hint here fails the compile. */
 const HINTS: Record<Reason, string> = {
   'guest-rejected': `the guest refused to release the memory; ${MOVABLE_HINT}`,
+  'not-movable':
+    'the guest agent says the guest holds this memory in ZONE_NORMAL (kernel memory), so it would refuse the ' +
+    'unplug; nothing was changed. Check /sys/devices/system/memory/memoryN/valid_zones in the guest; ' +
+    `${MOVABLE_HINT} (DIMMs plugged before the change stay as they are). --force tries anyway`,
   timeout:
     'the guest did not release the DIMM in time. The removal stays requested: if the guest releases it ' +
     'later the daemon notices (watch: vmhost-client events). A guest that never answers usually has the ' +

@@ -17,6 +17,9 @@ export interface Dimm {
   requested: number;
   current: number;
   block: number;
+  /** DIMM: the zone its guest holds it in ('' from a daemon that does not say). */
+  guestZone: string;
+  guestOnline: boolean;
 }
 
 export interface VmStats {
@@ -59,6 +62,8 @@ export function toDimm(v: unknown): Dimm {
     requested: n(o.requested),
     current: n(o.current),
     block: n(o.block),
+    guestZone: s(rec(o.guest).zone),
+    guestOnline: rec(o.guest).online === true,
   };
 }
 
@@ -164,11 +169,19 @@ function renderDimmTable(dimms: readonly Dimm[]): string {
       { header: 'SLOT', align: 'right' },
       { header: 'BASE' },
       { header: 'STATE' },
+      { header: 'GUEST' },
     ],
     [...dimms]
       .sort((a, b) => a.slot - b.slot)
-      .map((d) => [d.alias, mib(d.size), num(d.node), num(d.slot), d.base, d.state]),
+      .map((d) => [d.alias, mib(d.size), num(d.node), num(d.slot), d.base, d.state, guestCell(d)]),
   );
+}
+
+/** The zone the guest holds a DIMM in; '(partly offline)' when some of its blocks are not online. */
+function guestCell(d: Dimm): string {
+  if (!d.guestZone) return '-';
+  const partly = !d.guestOnline && d.guestZone !== 'offline' && d.guestZone !== 'unknown';
+  return partly ? `${d.guestZone} (partly offline)` : d.guestZone;
 }
 
 export function renderVmShow(v: VmStats): string {

@@ -190,6 +190,7 @@ function resolve(s: Settings, root: string): DaemonConfig {
     dimmAlignmentMiB: num(s['memory.dimm_alignment_mib']),
     resizeTimeoutS: num(s['memory.resize_timeout']),
     resizeStallS: num(s['memory.resize_stall_timeout']),
+    guest: { probeIntervalS: num(s['guest.probe_interval']), probeTimeoutS: num(s['guest.probe_timeout']) },
     events: { maxEntries: num(s['events.max_entries']), maxAgeS: num(s['events.max_age']) },
     log: { level: str(s['log.level']) as LogLevel, pretty: bool(s['log.pretty']) },
     limits: {

@@ -41,6 +41,8 @@ export const KEYS = {
   'memory.dimm_alignment_mib': { kind: { t: 'int', min: 1, max: 1048576 }, def: 128 },
   'memory.resize_timeout': { kind: { t: 'number', min: 1, max: 86400 }, def: 120 },
   'memory.resize_stall_timeout': { kind: { t: 'number', min: 0.1, max: 86400 }, def: 20 },
+  'guest.probe_interval': { kind: { t: 'number', min: 0, max: 86400 }, def: 60 },
+  'guest.probe_timeout': { kind: { t: 'number', min: 0.1, max: 60 }, def: 3 },
   'events.max_entries': { kind: { t: 'int', min: 100, max: 10_000_000 }, def: 10_000 },
   'events.max_age': { kind: { t: 'number', min: 60, max: 30 * 86400 }, def: 86400 },
   'log.level': { kind: { t: 'enum', values: LOG_LEVELS }, def: 'info' },

@@ -39,6 +39,8 @@ export interface DaemonConfig {
   /** Default wait (s) of VM.resizeMemoryDevice, and how long `current` may stand still before it is stalled. */
   resizeTimeoutS: number;
   resizeStallS: number;
+  /** Asking guest agents which zone holds each DIMM: every probe_interval s (0: only on changes), each within probe_timeout s. */
+  guest: { probeIntervalS: number; probeTimeoutS: number };
   /** Bounds of the notification journal behind replay and Host.getEvents. */
   events: { maxEntries: number; maxAgeS: number };
   log: { level: LogLevel; pretty: boolean };

@@ -24,7 +24,9 @@ export type HotunplugReason =
   /** A virtio-mem resize stopped moving short of its target. */
   | 'stalled'
   /** setMemory below base memory + boot-time DIMMs, which can never be removed. */
-  | 'below-minimum';
+  | 'below-minimum'
+  /** The guest holds the DIMM (or part of it) in ZONE_NORMAL: it would refuse; not tried (force tries). */
+  | 'not-movable';
 
 export class VirtError extends Error {
   override readonly name = 'VirtError';

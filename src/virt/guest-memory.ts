@@ -95,16 +95,21 @@ export function dimmBlocks(dimm: ProbedDimm, blockBytes: bigint): bigint[] | und
   return out;
 }
 
-/** Per block: 'offline', or the zone it is online in (valid_zones of an online block names exactly that zone). */
+/**
+ * Per block: 'offline', or the zone it is online in (valid_zones of an online
+ * block names exactly that zone). The DIMM's zone is that of its online
+ * blocks ('mixed': some Movable, some not, which the guest cannot give back
+ * whole); `online` says whether all of them are. No block online: 'offline'.
+ */
 export function classify(blocks: readonly (string | undefined)[]): GuestDimmView {
   if (blocks.length === 0 || blocks.some((b) => b === undefined)) return UNKNOWN;
+  const online = blocks.every((b) => b !== 'offline');
   const zones = new Set(
-    blocks.map((b) => (b === 'offline' ? 'offline' : b === 'Movable' ? 'movable' : 'normal')),
+    blocks.filter((b) => b !== 'offline').map((b): GuestZone => (b === 'Movable' ? 'movable' : 'normal')),
   );
-  const online = !zones.has('offline');
   if (zones.size > 1) return { online, zone: 'mixed' };
-  const [zone] = zones as Set<GuestZone>;
-  return { online, zone: zone ?? 'unknown' };
+  const [zone] = zones;
+  return { online, zone: zone ?? 'offline' };
 }
 
 /**

@@ -8,6 +8,7 @@
 import { checkGuaranteed, checkRunning } from './checks.js';
 import { kibToMiB, type ParsedDimm } from './domain-xml.js';
 import { VirtError } from './errors.js';
+import type { GuestViews } from './guest-probe.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { libvirtDetails } from './libvirt-errors.js';
@@ -51,6 +52,8 @@ export async function setMemoryNow(
     resize?: { timeoutMs: number; stallMs: number };
     /** Plan only: answer what would be done, change nothing. */
     dryRun?: boolean;
+    /** Plan without asking the guest which DIMMs it can give back. */
+    force?: boolean;
   },
   op: OpLog,
 ): Promise<SetMemoryResult> {
@@ -79,21 +82,26 @@ export async function setMemoryNow(
   const virtioMoves =
     withVirtio &&
     planVirtioMem(before.dom.memory, req.requested, before.dom.virtioMem.filter(isLiveVirtioMem)).length > 0;
+  // A decrease asks the guest afresh which DIMMs it could give back (not the cache).
+  const zones =
+    req.requested < before.dom.memory && !opts.force ? await probeCandidates(w, before) : new Map();
   // An increase virtio-mem can make needs no DIMM (nor the DIMM alignment).
   const plan: MemoryPlan =
     virtioMoves && req.requested > before.dom.memory
       ? { kind: 'increase', requested: req.requested, plugSize: 0 }
-      : planFor(ctx, before, memoryBytes);
+      : planFor(ctx, before, memoryBytes, zones, opts.force === true);
+  const skipped = plan.kind === 'decrease' ? plan.skipped : [];
   op('planned', {
     current: before.dom.memory,
     requested: req.requested,
     plan: plan.kind,
     ...(plan.kind === 'decrease' ? { unplug: plan.unplug } : {}),
+    ...(skipped.length > 0 ? { skipped } : {}),
     ...(opts.dryRun ? { dryRun: true } : {}),
   });
   if (opts.dryRun) {
     if (plan.kind === 'decrease' && plan.unplug.length === 0 && !virtioMoves) {
-      throw noSuitable(plan.decrement, withVirtio);
+      throw noSuitable(plan.decrement, withVirtio, skipped);
     }
     return dryRunResult(before, plan, req, floor, withVirtio);
   }
@@ -117,7 +125,7 @@ export async function setMemoryNow(
   });
   let changes: Changes;
   if (withVirtio && plan.kind === 'decrease') {
-    if (plan.unplug.length === 0 && !virtioMoves) throw noSuitable(plan.decrement, true);
+    if (plan.unplug.length === 0 && !virtioMoves) throw noSuitable(plan.decrement, true, skipped);
     changes = await virtioStep(plan.unplug.length > 0 ? await unplugPlanned(ctx, w, plan, req, op) : none());
   } else if (withVirtio && plan.kind === 'increase' && plan.plugSize === 0) {
     if (req.guaranteed !== undefined) checkGuaranteed(req.guaranteed, req.requested, 'guaranteed');
@@ -143,6 +151,7 @@ export async function setMemoryNow(
     unplugged,
     resized,
     failed,
+    skipped,
     nextRun,
   };
   op('done', { ...result });
@@ -190,6 +199,7 @@ function dryRunResult(
     unplugged,
     resized,
     failed: [],
+    skipped: plan.kind === 'decrease' ? plan.skipped : [],
     nextRun: {
       updated: false,
       memory: req.requested,
@@ -201,18 +211,38 @@ function dryRunResult(
   };
 }
 
-function planFor(ctx: OpContext, vm: Readonly<VmRecord>, memoryBytes: number): MemoryPlan {
+function planFor(
+  ctx: OpContext,
+  vm: Readonly<VmRecord>,
+  memoryBytes: number,
+  zones: GuestViews,
+  force: boolean,
+): MemoryPlan {
   return planMemory(
     vm.dom.memory,
-    vm.dom.dimms.filter(hasAlias).map((d) => ({
-      alias: d.alias,
-      size: d.size,
-      state: deviceState(vm, d.alias),
-      hotplugged: isHotplugged(vm, d.alias),
-    })),
+    vm.dom.dimms.filter(hasAlias).map((d) => {
+      const zone = zones.get(d.alias)?.zone;
+      return {
+        alias: d.alias,
+        size: d.size,
+        state: deviceState(vm, d.alias),
+        hotplugged: isHotplugged(vm, d.alias),
+        ...(zone ? { zone } : {}),
+      };
+    }),
     memoryBytes,
     ctx.opts.dimmAlignmentMiB,
+    { force },
   );
+}
+
+/** The guest's answer now for the DIMMs a decrease could take. */
+function probeCandidates(w: VmWorker, vm: Readonly<VmRecord>): Promise<GuestViews> {
+  const aliases = vm.dom.dimms
+    .filter(hasAlias)
+    .filter((d) => isHotplugged(vm, d.alias) && deviceState(vm, d.alias) === 'plugged')
+    .map((d) => d.alias);
+  return aliases.length > 0 ? w.probeGuest(aliases) : Promise.resolve(new Map());
 }
 
 /** The planner's unplugs, one after the other; a failed one is reported, not thrown. */
@@ -223,7 +253,7 @@ async function unplugPlanned(
   req: Request,
   op: OpLog,
 ): Promise<Changes> {
-  if (plan.unplug.length === 0) throw noSuitable(plan.decrement, false);
+  if (plan.unplug.length === 0) throw noSuitable(plan.decrement, false, plan.skipped);
   const changes: Changes = { unplugged: [], resized: [], failed: [], nodeDeltas: new Map(), changed: false };
   for (const pick of plan.unplug) {
     const cur = w.record;
@@ -305,7 +335,16 @@ async function nextRunAfter(
   return { updated: false, memory: vm.dom.memory, guaranteed: g };
 }
 
-function noSuitable(decrement: number, virtio: boolean): VirtError {
+function noSuitable(decrement: number, virtio: boolean, skipped: SetMemoryResult['skipped']): VirtError {
+  // Only DIMMs the guest would refuse fit: say so (force tries them).
+  if (skipped.length > 0) {
+    return new VirtError(
+      'hotunplug',
+      'not-movable',
+      `the DIMMs that fit a decrease of ${decrement} MiB are held by the guest in ZONE_NORMAL (${skipped.map((d) => d.alias).join(', ')}): it would refuse them; nothing was changed (force: true tries anyway)`,
+      { decrement, skipped },
+    );
+  }
   return new VirtError(
     'hotunplug',
     'no-suitable-device',

@@ -1,5 +1,9 @@
 // Public types of the domain layer, consumed by src/api.
 
+import type { GuestZone } from './guest-memory.js';
+
+export type { GuestZone } from './guest-memory.js';
+
 export type VmStatus =
   | 'Up'
   | 'Paused'
@@ -29,6 +33,8 @@ export interface VmStatsDevice {
   block?: number;
   /** virtio-mem only: PCI address 'dddd:bb:ss.f'. */
   address?: string;
+  /** DIMM only: what the guest agent last said of the DIMM's memory blocks ('unknown': no answer). */
+  guest?: { online: boolean; zone: GuestZone };
 }
 
 export interface VmStats {
@@ -80,6 +86,8 @@ export interface SetMemoryResult {
   /** virtio-mem devices resized (MiB): the requested size now and the size the guest reached. */
   resized: { alias: string; requested: number; current: number }[];
   failed: { alias: string; reason: string }[];
+  /** DIMMs that fit the decrease but were left out: the guest holds them in ZONE_NORMAL (not with `force`). */
+  skipped: { alias: string; size: number; reason: 'not-movable' }[];
   /**
    * What the next-run (persistent, inactive) configuration holds after the
    * call. When not updated: its current values, or for a transient domain

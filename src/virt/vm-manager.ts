@@ -8,6 +8,13 @@ import type { Logger } from 'pino';
 import type { LibvirtApi } from '../libvirt/types.js';
 import { checkUnplug } from './checks.js';
 import { invalid, VirtError } from './errors.js';
+import {
+  DEFAULT_GUEST_PROBE,
+  type GuestProbeOptions,
+  GuestProber,
+  holdsKernelMemory,
+  notMovable,
+} from './guest-probe.js';
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { checkNotMigrating } from './migration-check.js';
@@ -56,6 +63,11 @@ export interface VmManagerOptions {
   manages?: (domainName: string) => boolean;
   /** Told of every call and every DIMM's outcome with durations (the daemon's metrics). */
   observer?: OperationObserver;
+  /**
+   * Asking guest agents which zone holds each DIMM (guest-probe.ts); defaults
+   * in DEFAULT_GUEST_PROBE. false: never asked (every DIMM unknown).
+   */
+  guestProbe?: Partial<GuestProbeOptions> | false;
 }
 
 export class VmManager extends EventEmitter<VmManagerEvents> {
@@ -70,7 +82,11 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   ) {
     super();
     this.log = opts.log;
-    this.registry = new VmRegistry(client, this, opts);
+    const guest =
+      opts.guestProbe === false
+        ? undefined
+        : new GuestProber(client, { ...DEFAULT_GUEST_PROBE, ...opts.guestProbe });
+    this.registry = new VmRegistry(client, this, { ...opts, ...(guest ? { guest } : {}) });
     this.ctx = { client, opts, observer: guardedObserver(opts.observer, opts.log) };
   }
 
@@ -127,7 +143,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   async hotunplugMemory(
     vmId: string,
     mem: HotunplugSpec,
-    opts: { memGuaranteedSize?: number; timeoutMs?: number; opId?: string } = {},
+    opts: { memGuaranteedSize?: number; timeoutMs?: number; opId?: string; force?: boolean } = {},
   ): Promise<UnplugResult> {
     const info = { operation: 'hotunplug' as const, vmId: vmId.toLowerCase(), alias: mem.alias };
     return observeOperation(this.ctx.observer, info, () => this.unplugCall(vmId, mem, opts));
@@ -136,7 +152,13 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   async setMemory(
     vmId: string,
     memoryBytes: number,
-    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string; dryRun?: boolean } = {},
+    opts: {
+      guaranteedBytes?: number;
+      timeoutMs?: number;
+      opId?: string;
+      dryRun?: boolean;
+      force?: boolean;
+    } = {},
   ): Promise<SetMemoryResult> {
     // A dry run changes nothing: not an operation for the observer (metrics).
     if (opts.dryRun) return this.setMemoryCall(vmId, memoryBytes, opts);
@@ -169,7 +191,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   private async unplugCall(
     vmId: string,
     mem: HotunplugSpec,
-    opts: { memGuaranteedSize?: number; timeoutMs?: number; opId?: string } = {},
+    opts: { memGuaranteedSize?: number; timeoutMs?: number; opId?: string; force?: boolean } = {},
   ): Promise<UnplugResult> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('hotunplug', uuid, opts.opId, mem.alias);
@@ -185,13 +207,27 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       });
       checkUnplug(w.require(), mem);
       await checkNotMigrating(this.ctx.client, w.require(), op);
-      const dimm = checkUnplug(w.require(), mem);
-      const r = await unplugOne(this.ctx, w, dimm, {
-        guaranteed: opts.memGuaranteedSize,
-        timeoutMs: opts.timeoutMs ?? this.opts.unplugTimeoutMs,
-        nextRun: true,
-        op,
-      });
+      let dimm = checkUnplug(w.require(), mem);
+      if (!opts.force) {
+        // A fresh answer, not the cache: the decision refuses before anything is touched.
+        const view = (await w.probeGuest([dimm.alias])).get(dimm.alias);
+        if (view) op('guest probed', { zone: view.zone, online: view.online });
+        if (view && holdsKernelMemory(view)) throw notMovable(dimm.alias, view);
+        dimm = checkUnplug(w.require(), mem);
+      }
+      let r: Awaited<ReturnType<typeof unplugOne>>;
+      try {
+        r = await unplugOne(this.ctx, w, dimm, {
+          guaranteed: opts.memGuaranteedSize,
+          timeoutMs: opts.timeoutMs ?? this.opts.unplugTimeoutMs,
+          nextRun: true,
+          op,
+        });
+      } catch (err) {
+        // A refused or timed-out unplug may have left the guest's blocks otherwise than they were.
+        w.reprobeGuest();
+        throw err;
+      }
       return {
         status: 'removed',
         alias: dimm.alias,
@@ -236,7 +272,13 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   private async setMemoryCall(
     vmId: string,
     memoryBytes: number,
-    opts: { guaranteedBytes?: number; timeoutMs?: number; opId?: string; dryRun?: boolean } = {},
+    opts: {
+      guaranteedBytes?: number;
+      timeoutMs?: number;
+      opId?: string;
+      dryRun?: boolean;
+      force?: boolean;
+    } = {},
   ): Promise<SetMemoryResult> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('setMemory', uuid, opts.opId);

@@ -5,6 +5,7 @@
 import type { DomainRef, DomainStateInfo } from '../libvirt/types.js';
 import { type DeviceSet, marksOf, phaseOf } from './device-lifecycle.js';
 import type { ParsedDimm, ParsedDomain } from './domain-xml.js';
+import type { GuestViews } from './guest-probe.js';
 import type { VmMetadata } from './metadata.js';
 import type { DeviceState, VmStats, VmStatus } from './types.js';
 
@@ -41,6 +42,11 @@ export interface VmRecord {
   recordedPresent: ReadonlySet<string> | null;
   /** The present list of the last metadata write issued, to tell when the list changed. */
   issuedPresent: readonly string[] | null;
+  /**
+   * What the guest said of each DIMM when last asked (guest-probe.ts): not
+   * device state, only shown in stats and read by pre-flights. Reset on a stop or boot.
+   */
+  guest: GuestViews;
 }
 
 /** What we write into the domain's live metadata. */

@@ -13,6 +13,7 @@ import {
   ListDomainsFlags,
 } from '../libvirt/types.js';
 import { VirtError } from './errors.js';
+import type { GuestProber } from './guest-probe.js';
 import { libvirtDetails } from './libvirt-errors.js';
 import { SizeChangeNotifier } from './size-change-notifier.js';
 import type { VmManagerEvents } from './types.js';
@@ -26,6 +27,8 @@ export interface VmRegistryOptions {
   loadConcurrency?: number;
   /** Which domains are ours, by name (default: all). */
   manages?: (domainName: string) => boolean;
+  /** Asks guest agents about DIMMs (none: every DIMM's guest view stays unknown). */
+  guest?: GuestProber;
 }
 
 async function mapLimit<T>(
@@ -111,6 +114,7 @@ export class VmRegistry {
             if (this.workers.get(id) === w) this.workers.delete(id);
           },
           reloadCurrent: (r, how) => this.refresh(r, how),
+          ...(this.opts.guest ? { guest: this.opts.guest } : {}),
         },
       );
       this.workers.set(uuid, w);

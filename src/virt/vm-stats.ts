@@ -1,5 +1,6 @@
 // The stats of a VM as clients see them, built from its record.
 
+import { UNKNOWN } from './guest-memory.js';
 import { devicesHash } from './hash.js';
 import type { VmStats, VmStatsDevice } from './types.js';
 import { virtioMemStats } from './virtio-mem.js';
@@ -18,6 +19,7 @@ export function buildStats(vm: VmRecord): VmStats {
             slot: d.slot ?? -1,
             base: d.base ?? '',
             state: deviceState(vm, d.alias),
+            guest: { ...(vm.guest.get(d.alias) ?? UNKNOWN) },
           }),
         )
         .sort((a, b) => a.slot - b.slot)
@@ -45,6 +47,15 @@ export function statsChanged(prev: VmStats | undefined, next: VmStats): boolean 
     prev.status !== next.status ||
     prev.memGuaranteedSize !== next.memGuaranteedSize ||
     prev.vmName !== next.vmName ||
-    prev.balloonActive !== next.balloonActive
+    prev.balloonActive !== next.balloonActive ||
+    guestOf(prev) !== guestOf(next)
   );
+}
+
+// Not in the hash (engines poll it for device changes, as with VDSM), but a
+// changed answer of the guest is news for clients watching VM_status.
+function guestOf(s: VmStats): string {
+  return s.memoryDevices
+    .map((d) => (d.guest ? `${d.alias}:${d.guest.zone}:${d.guest.online}` : ''))
+    .join(',');
 }

@@ -15,6 +15,8 @@ import { DomainAffect, type DomainRef, type LibvirtApi, MetadataType } from '../
 import { type Answer, type DeviceEvent, type Effect, EMPTY, next } from './device-lifecycle.js';
 import { isUserAlias } from './dimm-xml.js';
 import { VirtError } from './errors.js';
+import type { GuestDimmView, ProbedDimm } from './guest-memory.js';
+import type { GuestProbeLoop, GuestProber, GuestViews } from './guest-probe.js';
 import { isNoDomain, libvirtDetails } from './libvirt-errors.js';
 import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './metadata.js';
 import { isActive, statusOf } from './status.js';
@@ -49,6 +51,8 @@ export interface WorkerDeps {
   detach(uuid: string): void;
   /** Reloads through the VM's current worker (after this one was detached). */
   reloadCurrent(ref: DomainRef, how: ReloadHow): Promise<VmRecord | undefined>;
+  /** Asks the guest agent about the VM's DIMMs (none: every DIMM stays unknown). */
+  guest?: GuestProber;
 }
 
 const RETRY_FIRST_MS = 200;
@@ -65,12 +69,22 @@ export class VmWorker {
   private readonly queued: [DeviceEvent, unknown][] = [];
   private stopped = false;
   private retry: { timer: NodeJS.Timeout | undefined; delayMs: number; how: ReloadHow } | undefined;
+  private readonly guestLoop: GuestProbeLoop | undefined;
 
   constructor(
     readonly uuid: string,
     private ref: DomainRef,
     private readonly deps: WorkerDeps,
-  ) {}
+  ) {
+    this.guestLoop = deps.guest?.loop({
+      subject: () => {
+        const vm = this.vm;
+        if (!vm?.active || vm.status !== 'Up') return undefined;
+        return { ref: vm.ref, dimms: probedDimms(vm), run: vm.ref.id };
+      },
+      apply: (dimms, views) => this.applyGuest(dimms, views),
+    });
+  }
 
   /** The VM's record, to read; undefined when the VM is gone. */
   get record(): Readonly<VmRecord> | undefined {
@@ -129,6 +143,43 @@ export class VmWorker {
     vm.meta.guaranteedMiB = miB;
     this.publish();
     return this.persist();
+  }
+
+  // ---- what the guest says of its DIMMs (guest-probe.ts) ----
+
+  /**
+   * Asks the guest now about these DIMMs (a pre-flight, which must not trust
+   * a cached answer); the answer is kept in the record as well. Never rejects:
+   * no agent or no answer within the deadline is 'unknown'.
+   */
+  async probeGuest(aliases: readonly string[], deadlineMs?: number): Promise<GuestViews> {
+    const vm = this.vm;
+    if (!vm || !this.guestLoop) return new Map();
+    const want = new Set(aliases);
+    return this.guestLoop.now(
+      probedDimms(vm).filter((d) => want.has(d.alias)),
+      deadlineMs,
+    );
+  }
+
+  /** Ask the guest again soon (after an operation that may have changed its answer). */
+  reprobeGuest(): void {
+    this.guestLoop?.kick();
+  }
+
+  private applyGuest(dimms: readonly ProbedDimm[], views: GuestViews): void {
+    const vm = this.vm;
+    if (!vm?.active) return;
+    const now = new Map(probedDimms(vm).map((d) => [d.alias, d]));
+    const next = new Map<string, GuestDimmView>();
+    for (const [alias, v] of vm.guest) if (now.has(alias)) next.set(alias, v);
+    // Only answers about the DIMM as it still is (same alias at the same address).
+    for (const d of dimms) {
+      const v = views.get(d.alias);
+      if (v && now.get(d.alias)?.base === d.base) next.set(d.alias, v);
+    }
+    vm.guest = next;
+    this.publish();
   }
 
   /** Records what updateNextRun wrote into the definition. */
@@ -284,6 +335,7 @@ export class VmWorker {
   stop(): void {
     this.stopped = true;
     this.cancelRetry();
+    this.guestLoop?.stop();
   }
 
   get metaWrite(): Promise<void> {
@@ -324,6 +376,7 @@ export class VmWorker {
 
     if (!active) {
       this.submit({ type: 'vm-stopped' });
+      vm.guest = new Map();
       vm.meta = { guaranteedMiB: null, bootDimms: null };
       vm.metaBootId = null;
       vm.recordedPresent = null;
@@ -361,6 +414,7 @@ export class VmWorker {
       metaWrite: Promise.resolve(),
       recordedPresent: null,
       issuedPresent: null,
+      guest: new Map(),
     };
     return vm;
   }
@@ -369,6 +423,7 @@ export class VmWorker {
   private adoptBoot(vm: VmRecord): void {
     const present = presentAliases(vm.dom);
     const md = vm.dom.metadata ?? emptyMetadata();
+    vm.guest = new Map();
     vm.meta = { guaranteedMiB: md.guaranteedMiB, bootDimms: present };
     this.defaultGuaranteed(vm);
     vm.metaBootId = vm.ref.id;
@@ -427,6 +482,7 @@ export class VmWorker {
   private applyGone(): void {
     this.submit({ type: 'vm-stopped' });
     this.cancelRetry();
+    this.guestLoop?.stop();
     const vm = this.vm;
     if (!this.detached) {
       this.detached = true;
@@ -450,6 +506,8 @@ export class VmWorker {
     const prev = vm.stats as VmRecord['stats'] | undefined;
     vm.stats = buildStats(vm);
     if (statsChanged(prev, vm.stats) && !this.detached) this.deps.events.emit('vmStatus', vm.stats);
+    // A plug, a removal or a boot changes what there is to ask the guest about.
+    if (!this.detached) this.guestLoop?.changed();
   }
 
   /** Writes our metadata; writes of one VM are chained and each sends the state of its time. */
@@ -481,6 +539,13 @@ export class VmWorker {
       this.deps.log.error({ vmId: this.uuid, ...libvirtDetails(err) }, `${what} failed`);
     });
   }
+}
+
+/** The VM's DIMMs as the guest probe needs them: alias and guest-physical address. */
+function probedDimms(vm: VmRecord): ProbedDimm[] {
+  return vm.dom.dimms.flatMap((d) =>
+    d.alias !== null && d.base ? [{ alias: d.alias, base: d.base, size: d.size }] : [],
+  );
 }
 
 /** Metadata's list of present DIMMs (as last issued) matches the live XML. */

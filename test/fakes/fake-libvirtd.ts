@@ -28,6 +28,8 @@ import {
   KeepaliveProc,
   Proc,
   ProcName,
+  QEMU_PROGRAM,
+  QemuProc,
   REMOTE_PROGRAM,
   REMOTE_PROTOCOL_VERSION,
   readDomain,
@@ -97,7 +99,30 @@ export interface AddDomainOptions {
   eventBeforeReply?: boolean;
   /** 'silent': how long detach blocks before returning OK (real libvirt: ~5 s; default 50 ms). */
   silentDelayMs?: number;
+  /** A guest agent (default: none, as a domain without the agent channel). */
+  agent?: FakeGuestAgent;
 }
+
+/**
+ * The guest agent behind libvirt's agent passthrough (virDomainQemuAgentCommand),
+ * for what a real guest cannot do on demand. Without one (the default) the
+ * call fails as libvirt does for a domain with no agent channel.
+ * - 'answer': guest-get-memory-blocks and guest-file-open/read/close of
+ *   /sys/devices/system/memory/{block_size_bytes, memoryN/valid_zones}, from `zones`;
+ * - 'silent': the agent never answers (libvirt gives up after the call's timeout);
+ * - 'files-blocked': guest-file-* disabled by the agent's policy (RHEL's default blocklist).
+ */
+export interface FakeGuestAgent {
+  mode: 'answer' | 'silent' | 'files-blocked';
+  /**
+   * Per DIMM alias, the zone its blocks are online in ('offline': not onlined);
+   * an array gives one per block. A DIMM not listed: 'Movable'.
+   */
+  zones?: Record<string, FakeZone | FakeZone[]>;
+  /** Memory block size (MiB), default 128. */
+  blockSizeMiB?: number;
+}
+export type FakeZone = 'Movable' | 'Normal' | 'offline';
 
 /** An XML document a client sent (attach, detach, metadata or define), as received. */
 export interface ReceivedXml {
@@ -117,6 +142,10 @@ const ERR = {
   OPERATION_FAILED: 9,
   NO_DOMAIN: 42,
   OPERATION_INVALID: 55,
+  // The agent's errors: no channel, silence, and a command the agent refused.
+  ARGUMENT_UNSUPPORTED: 74,
+  AGENT_UNRESPONSIVE: 86,
+  AGENT_COMMAND_FAILED: 96,
   NO_DOMAIN_METADATA: 80,
   DEVICE_MISSING: 99,
   XML_ERROR: 27,
@@ -179,6 +208,9 @@ interface FakeDomain {
   jobOperation: number | null;
   vmemBehaviour: Required<Omit<VirtioMemBehaviour, 'stallAtMiB'>> & { stallAtMiB: number };
   vmemTimers: Map<string, NodeJS.Timeout>;
+  agent: FakeGuestAgent | null;
+  /** Open guest-file handles: handle -> content. */
+  agentFiles: Map<number, string>;
 }
 
 interface Client {
@@ -206,6 +238,7 @@ export class FakeLibvirtd {
   private readonly refusedEventIds = new Set<number>();
   private nextId = 1;
   private nextCallbackId = 1;
+  private nextHandle = 1000;
   private nameCounter = 0;
   private tmpDir: string | undefined;
 
@@ -288,6 +321,8 @@ export class FakeLibvirtd {
       jobOperation: null,
       vmemBehaviour: vmemBehaviour(o.virtioMemBehaviour),
       vmemTimers: new Map(),
+      agent: o.agent ?? null,
+      agentFiles: new Map(),
     };
     this.domains.set(uuid, dom);
     return this.ref(dom);
@@ -306,6 +341,12 @@ export class FakeLibvirtd {
   }
 
   /** A job runs on the domain (job stats say so) until cleared with null; 5 = outgoing migration. */
+  /** Replaces the domain's guest agent (null: none). */
+  setAgent(uuid: string, agent: FakeGuestAgent | null): void {
+    const d = this.domains.get(uuid.toLowerCase());
+    if (d) d.agent = agent;
+  }
+
   setJob(uuid: string, operation: number | null): void {
     this.mustGet(uuid).jobOperation = operation;
   }
@@ -464,16 +505,17 @@ export class FakeLibvirtd {
       }
       return;
     }
-    if (h.prog !== REMOTE_PROGRAM || h.type !== MessageType.CALL) {
+    const qemu = h.prog === QEMU_PROGRAM && h.proc === QemuProc.DOMAIN_AGENT_COMMAND;
+    if ((h.prog !== REMOTE_PROGRAM && !qemu) || h.type !== MessageType.CALL) {
       client.socket.destroy();
       return;
     }
-    const name = ProcName[h.proc] ?? `PROC_${h.proc}`;
+    const name = qemu ? 'QEMU_DOMAIN_AGENT_COMMAND' : (ProcName[h.proc] ?? `PROC_${h.proc}`);
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
     const reply = (status: number, body?: (w: XdrWriter) => void) => {
       let pkt = encodePacket(
         {
-          prog: REMOTE_PROGRAM,
+          prog: h.prog,
           vers: REMOTE_PROTOCOL_VERSION,
           proc: h.proc,
           type: MessageType.REPLY,
@@ -493,7 +535,9 @@ export class FakeLibvirtd {
     };
     let result: Promise<((w: XdrWriter) => void) | undefined>;
     try {
-      result = Promise.resolve(this.handle(client, h.proc, bodyReader(p)));
+      result = Promise.resolve(
+        qemu ? this.agentCommand(bodyReader(p)) : this.handle(client, h.proc, bodyReader(p)),
+      );
     } catch (e) {
       result = Promise.reject(e);
     }
@@ -530,6 +574,118 @@ export class FakeLibvirtd {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.later(ms, resolve));
+  }
+
+  // ---- the guest agent (QEMU program, virDomainQemuAgentCommand) ----
+
+  private async agentCommand(r: XdrReader): Promise<(w: XdrWriter) => void> {
+    const d = this.lookup(readDomain(r).uuid);
+    const cmd = r.readString();
+    const timeoutS = r.readInt();
+    r.readUint(); // flags
+    if (!d.running) throw new FakeError(ERR.OPERATION_INVALID, FROM_DOMAIN, 'domain is not running');
+    const agent = d.agent;
+    if (!agent) {
+      throw new FakeError(
+        ERR.ARGUMENT_UNSUPPORTED,
+        FROM_QEMU,
+        'argument unsupported: QEMU guest agent is not configured',
+      );
+    }
+    if (agent.mode === 'silent') {
+      // libvirt waits `timeout` seconds (-1: its default of 5 s; -2: for ever), then gives up.
+      if (timeoutS === -2) await new Promise<never>(() => undefined);
+      await this.sleep((timeoutS < 0 ? 5 : timeoutS) * 1000);
+      throw new FakeError(
+        ERR.AGENT_UNRESPONSIVE,
+        FROM_QEMU,
+        'Guest agent is not responding: Guest agent not available for now',
+      );
+    }
+    const { execute, arguments: args = {} } = JSON.parse(cmd) as {
+      execute: string;
+      arguments?: Record<string, unknown>;
+    };
+    if (agent.mode === 'files-blocked' && execute.startsWith('guest-file-')) {
+      throw new FakeError(
+        ERR.AGENT_COMMAND_FAILED,
+        FROM_QEMU,
+        `internal error: unable to execute QEMU agent command '${execute}': The command ${execute} has been disabled for this instance`,
+      );
+    }
+    const ret = this.agentReturn(d, agent, execute, args);
+    const out = JSON.stringify({ return: ret });
+    return (w) => w.writeOptionalString(out);
+  }
+
+  private agentReturn(
+    d: FakeDomain,
+    agent: FakeGuestAgent,
+    execute: string,
+    args: Record<string, unknown>,
+  ): unknown {
+    const blockBytes = (agent.blockSizeMiB ?? 128) * 1024 * 1024;
+    const blocks = this.agentBlocks(d, agent, blockBytes);
+    switch (execute) {
+      case 'guest-ping':
+        return {};
+      case 'guest-get-memory-blocks':
+        return [...blocks].map(([index, zone]) => ({
+          'phys-index': index,
+          online: zone !== 'offline',
+          'can-offline': true,
+        }));
+      case 'guest-file-open': {
+        const path = String(args.path);
+        let content: string | undefined;
+        if (path === '/sys/devices/system/memory/block_size_bytes') content = `${blockBytes.toString(16)}\n`;
+        const m = /^\/sys\/devices\/system\/memory\/memory(\d+)\/valid_zones$/.exec(path);
+        if (m) {
+          const zone = blocks.get(Number(m[1]));
+          // An offline block lists the zones it could go to; an online one its zone.
+          if (zone !== undefined) content = zone === 'offline' ? 'Normal Movable\n' : `${zone}\n`;
+        }
+        if (content === undefined) {
+          throw new FakeError(
+            ERR.AGENT_COMMAND_FAILED,
+            FROM_QEMU,
+            `internal error: unable to execute QEMU agent command 'guest-file-open': failed to open file '${path}' (mode: 'r'): No such file or directory`,
+          );
+        }
+        const handle = this.nextHandle++;
+        d.agentFiles.set(handle, content);
+        return handle;
+      }
+      case 'guest-file-read': {
+        const content = d.agentFiles.get(Number(args.handle)) ?? '';
+        d.agentFiles.set(Number(args.handle), '');
+        return { count: content.length, 'buf-b64': Buffer.from(content).toString('base64'), eof: true };
+      }
+      case 'guest-file-close':
+        d.agentFiles.delete(Number(args.handle));
+        return {};
+      default:
+        throw new FakeError(
+          ERR.AGENT_COMMAND_FAILED,
+          FROM_QEMU,
+          `internal error: unable to execute QEMU agent command '${execute}': The command ${execute} has not been found`,
+        );
+    }
+  }
+
+  /** The guest's memory blocks of the live DIMMs (index -> zone), at the addresses the live XML shows. */
+  private agentBlocks(d: FakeDomain, agent: FakeGuestAgent, blockBytes: number): Map<number, FakeZone> {
+    const out = new Map<number, FakeZone>();
+    let base = DIMM_BASE;
+    for (const x of [...d.live.dimms].sort((a, b) => a.slot - b.slot)) {
+      const n = Math.floor((x.sizeMiB * 1024 * 1024) / blockBytes);
+      const z = agent.zones?.[x.alias] ?? 'Movable';
+      for (let i = 0; i < n; i++) {
+        out.set(base / blockBytes + i, Array.isArray(z) ? (z[i] ?? 'Movable') : z);
+      }
+      base += x.sizeMiB * 1024 * 1024;
+    }
+    return out;
   }
 
   // ---- procedures ----

@@ -55,6 +55,7 @@ function setMemorySpec(seen: SetMemoryParams[]): MethodSpec {
             memGuaranteedSize: Math.floor((p.guaranteed ?? 0) / MIB),
             unplugged: [],
             failed: [],
+            skipped: [],
             nextRun: { updated: false, memory: 0, guaranteed: 0 },
           };
       }

@@ -132,6 +132,14 @@ describe('friendly verbs', () => {
     expect(usage(['vm', 'unplug', 'demo', 'ua-1', '--timeout', '0'])).toMatch(/--timeout/);
     expect(usage(['vm', 'unplug', 'demo', 'ua-1', '--timeout', 'soon'])).toMatch(/--timeout/);
     expect(usage(['vm', 'unplug', 'demo'])).toMatch(/vm unplug VM ALIAS/);
+    expect(parseCli(['vm', 'unplug', 'demo', 'ua-1', '--force']).command).toEqual({
+      kind: 'vm-unplug',
+      vm: 'demo',
+      alias: 'ua-1',
+      force: true,
+    });
+    expect(parseCli(['vm', 'set-memory', 'demo', '1GiB', '--force']).command).toMatchObject({ force: true });
+    expect(usage(['vm', 'plug', 'demo', '128MiB', '--force'])).toMatch(/--force/);
   });
 
   it('vm set-memory takes sizes in bytes for the API', () => {

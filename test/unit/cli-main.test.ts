@@ -52,6 +52,13 @@ let server: RpcServer;
 const callEvents = new EventEmitter();
 let url: string;
 
+/** As the daemon says of DIMMs the guest holds in ZONE_NORMAL (here: by name). */
+const skippedOf = (force: boolean | undefined) =>
+  force
+    ? []
+    : dimms
+        .filter((d) => d.alias.startsWith('ua-normal'))
+        .map((d) => ({ alias: d.alias, size: d.size, reason: 'not-movable' as const }));
 const fail = (code: number, message: string, data?: Record<string, unknown>) =>
   new RpcError(code, message, data);
 
@@ -135,6 +142,13 @@ function stubMethods() {
             reason: 'guest-rejected',
           });
         }
+        if (alias === 'ua-normal' && p.force !== true) {
+          throw fail(ErrorCode.HOTUNPLUG_FAILED, 'the guest holds DIMM ua-normal in ZONE_NORMAL', {
+            reason: 'not-movable',
+            alias,
+            zone: 'normal',
+          });
+        }
         dimms = dimms.filter((d) => d.alias !== alias);
         server.notify(`|virt|device_removed|${VM}`, { alias, memSize: stats().memSize, late: false });
         return { status: 'removed' as const, alias, memSize: stats().memSize, memGuaranteedSize: 512 };
@@ -208,6 +222,7 @@ function stubMethods() {
             unplugged,
             resized: [],
             failed: [],
+            skipped: skippedOf(p.force),
             nextRun: { updated: false, memory: requested, guaranteed: 512 },
             dryRun: true as const,
             floor: 512,
@@ -220,6 +235,7 @@ function stubMethods() {
           unplugged: [{ alias: 'ua-0', size: 128 }],
           resized: [],
           failed: [{ alias: 'ua-reject', reason: 'guest-rejected' }],
+          skipped: skippedOf(p.force),
           nextRun: { updated: true, memory: 640, guaranteed: 512 },
         };
       },
@@ -353,6 +369,28 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
   const realSetMemoryCalls = () =>
     calls.filter((c) => c.method === 'VM.setMemory' && c.params.dryRun !== true);
 
+  it('a DIMM the guest holds in ZONE_NORMAL: not-movable with a hint naming --force; --force sends force', async () => {
+    dimms = [
+      {
+        model: 'dimm',
+        alias: 'ua-normal',
+        size: 128,
+        node: 0,
+        slot: 0,
+        base: '0x100000000',
+        state: 'plugged',
+      },
+    ];
+    const r = await run('vm', 'unplug', 'demo', 'ua-normal');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/ZONE_NORMAL.*\(not-movable\)/);
+    expect(r.err).toMatch(/hint: .*valid_zones.*--force tries anyway/);
+    calls = [];
+    const f = await run('vm', 'unplug', 'demo', 'ua-normal', '--force');
+    expect(f.code).toBe(0);
+    expect(calls.find((c) => c.method === 'VM.hotunplugMemory')?.params).toMatchObject({ force: true });
+  });
+
   it('set-memory --dry-run shows what would be unplugged and changes nothing', async () => {
     dimms = [dimm('ua-a', 256, 0), dimm('ua-b', 128, 1)];
     calls = [];
@@ -409,6 +447,22 @@ describe('vmhost-client against the real RpcServer with stub methods', () => {
     await runWith({ answer: false, asked }, 'vm', 'set-memory', 'demo', '768MiB');
     expect(asked).toHaveLength(2);
     expect(realSetMemoryCalls()).toHaveLength(3);
+  });
+
+  it('set-memory says which DIMMs it skipped as not movable; --force sends force', async () => {
+    dimms = [dimm('ua-0', 128, 0), dimm('ua-normal', 128, 1)];
+    const dry = await run('vm', 'set-memory', 'demo', '640MiB', '--dry-run');
+    expect(dry.out).toMatch(
+      /would skip \(the guest holds them in ZONE_NORMAL; --force to try\): ua-normal \(128 MiB\)/,
+    );
+    const r = await run('vm', 'set-memory', 'demo', '640MiB', '--yes');
+    expect(r.out).toMatch(
+      /\n {2}skipped \(the guest holds them in ZONE_NORMAL; --force to try\): ua-normal \(128 MiB\)/,
+    );
+    calls = [];
+    const f = await run('vm', 'set-memory', 'demo', '640MiB', '--yes', '--force');
+    expect(f.out).not.toMatch(/skipped/);
+    expect(realSetMemoryCalls().at(-1)?.params).toMatchObject({ force: true });
   });
 
   it('set-memory sends bytes and exits 1 when a DIMM could not be removed', async () => {

@@ -14,7 +14,15 @@ const stats = toVmStats({
   hash: 'h1',
   balloonActive: false,
   memoryDevices: [
-    { alias: 'ua-bbbb', size: 128, node: 0, slot: 2, base: '0x150000000', state: 'unplugging' },
+    {
+      alias: 'ua-bbbb',
+      size: 128,
+      node: 0,
+      slot: 2,
+      base: '0x150000000',
+      state: 'unplugging',
+      guest: { online: true, zone: 'movable' },
+    },
     { alias: 'ua-aaaa', size: 256, node: 0, slot: 0, base: '0x100000000', state: 'plugged' },
   ],
 });
@@ -71,18 +79,39 @@ describe('VM views', () => {
     expect(renderVmList([])).toBe('No VMs.\n');
   });
 
-  it('vm show lists DIMMs by slot with alias/size/node/slot/base/state', () => {
+  it('vm show lists DIMMs by slot with alias/size/node/slot/base/state/guest zone', () => {
     const t = renderVmShow(stats);
     expect(t).toMatch(/^Name: +vmhostd-demo$/m);
     expect(t).toMatch(/^Memory: +1792 MiB$/m);
     expect(t).toMatch(/^Guaranteed: +1024 MiB$/m);
     expect(t).toMatch(/^Balloon: +inactive$/m);
     const rows = t.split('\n').filter((l) => l.startsWith('ua-'));
-    expect(rows[0]).toMatch(/^ua-aaaa\s+256 MiB\s+0\s+0\s+0x100000000\s+plugged$/);
-    expect(rows[1]).toMatch(/^ua-bbbb\s+128 MiB\s+0\s+2\s+0x150000000\s+unplugging$/);
+    expect(t).toMatch(/^ALIAS\s+SIZE\s+NODE\s+SLOT\s+BASE\s+STATE\s+GUEST$/m);
+    // A daemon that does not say: '-'.
+    expect(rows[0]).toMatch(/^ua-aaaa\s+256 MiB\s+0\s+0\s+0x100000000\s+plugged\s+-$/);
+    expect(rows[1]).toMatch(/^ua-bbbb\s+128 MiB\s+0\s+2\s+0x150000000\s+unplugging\s+movable$/);
     expect(renderVmShow({ ...stats, memoryDevices: [], balloonActive: true })).toMatch(
       /Balloon: +active \(hot unplug with ballooning is not recommended\)[\s\S]*No memory devices/,
     );
+  });
+
+  it('GUEST shows each zone, and a partly onlined DIMM as such', () => {
+    const row = (guest: unknown) =>
+      renderVmShow(
+        toVmStats({
+          ...stats,
+          memoryDevices: [
+            { alias: 'ua-x', size: 128, node: 0, slot: 0, base: '0x1', state: 'plugged', guest },
+          ],
+        }),
+      )
+        .split('\n')
+        .find((l) => l.startsWith('ua-x'));
+    expect(row({ online: true, zone: 'normal' })).toMatch(/plugged\s+normal$/);
+    expect(row({ online: false, zone: 'offline' })).toMatch(/plugged\s+offline$/);
+    expect(row({ online: false, zone: 'unknown' })).toMatch(/plugged\s+unknown$/);
+    expect(row({ online: false, zone: 'movable' })).toMatch(/plugged\s+movable \(partly offline\)$/);
+    expect(row({ online: true, zone: 'mixed' })).toMatch(/plugged\s+mixed$/);
   });
 
   it('tolerates missing fields', () => {

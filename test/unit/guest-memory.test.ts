@@ -76,7 +76,7 @@ const dimm = (alias: string, block: number, blocks = 1) => ({
 });
 
 describe('guest memory probe', () => {
-  it('reports per DIMM: movable, normal, offline, mixed, and unknown for blocks the guest lacks', async () => {
+  it('reports per DIMM: movable, normal, offline, partly online, and unknown for blocks the guest lacks', async () => {
     const g: FakeGuest = {
       blocks: new Map([
         [0, 'DMA32'],
@@ -99,7 +99,7 @@ describe('guest memory probe', () => {
       mov: { online: true, zone: 'movable' },
       norm: { online: true, zone: 'normal' },
       off: { online: false, zone: 'offline' },
-      mix: { online: false, zone: 'mixed' },
+      mix: { online: false, zone: 'movable' },
       absent: { online: false, zone: 'unknown' },
     });
     // Offline blocks need no file read; every opened file is closed.
@@ -132,5 +132,10 @@ describe('guest memory probe', () => {
     expect(classify([])).toEqual({ online: false, zone: 'unknown' });
     expect(classify(['Movable', 'Movable'])).toEqual({ online: true, zone: 'movable' });
     expect(classify(['Normal', 'Movable'])).toEqual({ online: true, zone: 'mixed' });
+    // Offline blocks do not mix: the zone is that of the online ones, and `online` says not all are.
+    expect(classify(['Normal', 'offline'])).toEqual({ online: false, zone: 'normal' });
+    expect(classify(['offline', 'Movable'])).toEqual({ online: false, zone: 'movable' });
+    expect(classify(['offline', 'offline'])).toEqual({ online: false, zone: 'offline' });
+    expect(classify(['Normal', 'Movable', 'offline'])).toEqual({ online: false, zone: 'mixed' });
   });
 });

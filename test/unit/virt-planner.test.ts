@@ -23,6 +23,7 @@ describe('planMemory', () => {
         { alias: 'a', size: 256 },
         { alias: 'c', size: 128 },
       ],
+      skipped: [],
     });
   });
 
@@ -123,6 +124,77 @@ describe('planMemory', () => {
         );
         for (const { d } of left) expect(sum + d.size).toBeGreaterThan(plan.decrement);
       }),
+    );
+  });
+});
+
+describe('planMemory with what the guest says of each DIMM', () => {
+  const z = (alias: string, size: number, zone: PlannerDimm['zone']): PlannerDimm => ({
+    ...hp(alias, size),
+    ...(zone ? { zone } : {}),
+  });
+
+  it('skips DIMMs held in ZONE_NORMAL (normal or mixed) and lists them; takes the movable ones', () => {
+    const dimms = [
+      z('n', 256, 'normal'),
+      z('m', 256, 'movable'),
+      z('x', 128, 'mixed'),
+      z('o', 128, 'offline'),
+    ];
+    expect(planMemory(1792, dimms, 1408 * MiB, 128)).toMatchObject({
+      decrement: 384,
+      unplug: [
+        { alias: 'm', size: 256 },
+        { alias: 'o', size: 128 },
+      ],
+      skipped: [
+        { alias: 'n', size: 256, reason: 'not-movable' },
+        { alias: 'x', size: 128, reason: 'not-movable' },
+      ],
+    });
+  });
+
+  it('prefers DIMMs the guest can give back over unknown ones, even when smaller', () => {
+    const dimms = [z('u', 256, 'unknown'), z('m', 128, 'movable'), z('u2', 128, undefined)];
+    expect(planMemory(1792, dimms, 1536 * MiB, 128)).toMatchObject({
+      decrement: 256,
+      unplug: [
+        { alias: 'm', size: 128 },
+        { alias: 'u2', size: 128 },
+      ],
+      skipped: [],
+    });
+  });
+
+  it('force plans as if every DIMM were movable (the feature page plan)', () => {
+    const dimms = [z('n', 256, 'normal'), z('m', 128, 'movable')];
+    expect(planMemory(1408, dimms, 1024 * MiB, 128, { force: true })).toMatchObject({
+      unplug: [
+        { alias: 'n', size: 256 },
+        { alias: 'm', size: 128 },
+      ],
+      skipped: [],
+    });
+    expect(planMemory(1408, dimms, 1024 * MiB, 128)).toMatchObject({
+      unplug: [{ alias: 'm', size: 128 }],
+      skipped: [{ alias: 'n', size: 256, reason: 'not-movable' }],
+    });
+  });
+
+  it('all zones alike (or all unknown): the same plan as without zones', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(128, 256, 512), { maxLength: 8 }),
+        fc.integer({ min: 0, max: 4096 }),
+        fc.constantFrom<PlannerDimm['zone']>('movable', 'unknown', 'offline', undefined),
+        (sizes, dec, zone) => {
+          const plain = sizes.map((s, i) => hp(`d${i}`, s));
+          const zoned = sizes.map((s, i) => z(`d${i}`, s, zone));
+          const total = 1024 + sizes.reduce((a, b) => a + b, 0);
+          const req = Math.max(1, total - dec) * MiB;
+          expect(planMemory(total, zoned, req, 128)).toEqual(planMemory(total, plain, req, 128));
+        },
+      ),
     );
   });
 });

@@ -38,6 +38,7 @@ interface Model {
   socketUrl(l: { protocol: string; host: string }): string;
   cleanStats(v: unknown): Vm | null;
   resizeRequest(vmId: string, d: unknown, text: string): { params?: unknown; error?: string };
+  zoneOf(d: unknown): { text: string; notMovable: boolean };
 }
 
 const webDir = join(import.meta.dirname, '..', '..', 'web');
@@ -149,6 +150,25 @@ describe('console model', () => {
       vmID: VM,
       params: { vmId: VM, memory: { size: 128, node: 0, alias: 'ua-a' } },
     });
+  });
+
+  it('shows the zone the guest holds each DIMM in; normal and mixed are marked not movable', () => {
+    const vm = m.cleanStats(
+      stats([
+        { ...dimm('ua-m', 0), guest: { online: true, zone: 'movable' } } as Dimm,
+        { ...dimm('ua-n', 1), guest: { online: true, zone: 'normal' } } as Dimm,
+        { ...dimm('ua-p', 2), guest: { online: false, zone: 'mixed' } } as Dimm,
+        { ...dimm('ua-o', 3), guest: { online: false, zone: 'offline' } } as Dimm,
+        dimm('ua-old', 4),
+      ]),
+    );
+    expect(vm?.memoryDevices.map((d) => m.zoneOf(d))).toEqual([
+      { text: 'movable', notMovable: false },
+      { text: 'normal', notMovable: true },
+      { text: 'mixed (partly offline)', notMovable: true },
+      { text: 'offline', notMovable: false },
+      { text: '-', notMovable: false },
+    ]);
   });
 
   it('uses ws or wss to match the page', () => {
