@@ -3,6 +3,9 @@
 // (the unplug call, libvirt's device events, the VM stopping, the call's
 // timeout, a re-read of the live XML after a reconnect or a restart) is an
 // event; `next` returns the new state and the effects to carry out, as data.
+// A removal is decided by libvirt's device-removed event for a requested
+// device (libvirt sends it once the device left the live definition), or by
+// a re-read of the live XML that no longer lists it.
 // The VM's worker (vm-worker.ts) is the only caller, so the state has one
 // owner and every outcome is decided in one place.
 
@@ -17,8 +20,6 @@ export interface UnplugRequested {
   readonly by: UnplugOrigin;
   /** A call awaits this device's outcome (false once it gave up, or after a restart). */
   readonly waiting: boolean;
-  /** libvirt reported device-removed; a re-read of the live XML must confirm it. */
-  readonly released: boolean;
   /** Guaranteed memory (MiB) the waiting call asked for once the device is gone. */
   readonly guaranteed?: number;
   /**
@@ -56,9 +57,7 @@ export type Terminal =
   | { readonly kind: 'failed'; readonly reason: FailReason };
 
 /** What a waiting call is told: a terminal outcome, or that it stopped waiting while the removal stays requested. */
-export type Answer =
-  | Terminal
-  | { readonly kind: 'pending'; readonly why: 'timeout' | 'disconnected' | 'unconfirmed' };
+export type Answer = Terminal | { readonly kind: 'pending'; readonly why: 'timeout' | 'disconnected' };
 
 export type DeviceEvent =
   /** The unplug call, before its metadata write and detach. */
@@ -84,12 +83,14 @@ export type DeviceEvent =
     }
   /** The call stops waiting; the removal stays requested. */
   | { readonly type: 'call-gave-up'; readonly alias: string; readonly why: 'timeout' | 'disconnected' }
-  /** libvirt's device-removed event (may come before the detach reply, twice, or never). */
+  /**
+   * libvirt's device-removed event (may come before the detach reply, twice,
+   * or never): a requested device is removed at once; any other alias is
+   * checked by a re-read (an outside detach, or an alias we do not know).
+   */
   | { readonly type: 'device-removed'; readonly alias: string }
   /** libvirt's device-removal-failed event. */
   | { readonly type: 'removal-failed'; readonly alias: string }
-  /** Re-reading the live XML failed (the worker retries). */
-  | { readonly type: 'reread-failed' }
   /** A re-read of the live XML: after an event, a reconnect's resync, or any reload. */
   | { readonly type: 'observed'; readonly present: readonly string[] }
   /** Restart recovery: a boot we did not see, with the marks its metadata holds. */
@@ -116,8 +117,10 @@ export type Effect =
   | { readonly type: 'notify'; readonly alias: string; readonly outcome: Terminal }
   /** A device left: lower guaranteed memory to the new size (or to what the call asked). */
   | { readonly type: 'clamp-guaranteed'; readonly requested?: number }
-  /** Re-read the live XML; its result comes back as `observed` or `reread-failed`. */
-  | { readonly type: 'reread' };
+  /** Re-read the live XML; its result comes back as `observed` (a failed read is retried by the worker). */
+  | { readonly type: 'reread' }
+  /** libvirt removed this DIMM from the live definition: take it out of the cached domain too (first). */
+  | { readonly type: 'drop'; readonly alias: string };
 
 export interface Transition {
   readonly state: DeviceSet;
@@ -178,21 +181,41 @@ function observe(s: DeviceSet, present: readonly string[], recorded: readonly st
   }
   for (const [alias, d] of s.tracked) {
     if (here.has(alias)) {
-      // libvirt said removed but the XML still lists it: not confirmed.
-      tracked.set(alias, d.released ? { ...d, released: false } : d);
+      tracked.set(alias, d);
       continue;
     }
-    effects.push(
-      d.waiting && d.guaranteed !== undefined
-        ? { type: 'clamp-guaranteed', requested: d.guaranteed }
-        : { type: 'clamp-guaranteed' },
-    );
-    if (d.waiting) answers.push({ type: 'settle', alias, answer: { kind: 'removed', late: false } });
-    answers.push({ type: 'notify', alias, outcome: { kind: 'removed', late: !d.waiting } });
+    effects.push(clampFor(d));
+    answers.push(...removalAnswers(alias, d));
   }
   if (answers.length) effects.push({ type: 'persist' });
   effects.push({ type: 'publish' }, ...answers);
   return { state: { present: [...present], tracked }, effects };
+}
+
+/** A requested device is gone: guaranteed memory follows what its call asked, or the new size. */
+function clampFor(d: TrackedDevice): Effect {
+  return d.waiting && d.guaranteed !== undefined
+    ? { type: 'clamp-guaranteed', requested: d.guaranteed }
+    : { type: 'clamp-guaranteed' };
+}
+
+function removalAnswers(alias: string, d: TrackedDevice): Effect[] {
+  const notify: Effect = { type: 'notify', alias, outcome: { kind: 'removed', late: !d.waiting } };
+  return d.waiting ? [{ type: 'settle', alias, answer: { kind: 'removed', late: false } }, notify] : [notify];
+}
+
+/** libvirt said a requested device left the live definition: removed, with no re-read. */
+function removedByEvent(s: DeviceSet, alias: string, d: TrackedDevice): Transition {
+  return {
+    state: { present: s.present.filter((a) => a !== alias), tracked: without(s.tracked, alias) },
+    effects: [
+      { type: 'drop', alias },
+      clampFor(d),
+      { type: 'persist' },
+      { type: 'publish' },
+      ...removalAnswers(alias, d),
+    ],
+  };
 }
 
 /** Every tracked device ends with the VM's run: a waiting call fails vm-gone. */
@@ -221,7 +244,6 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
         since: e.since,
         by: 'call',
         waiting: true,
-        released: false,
         marked,
         ...(e.guaranteed !== undefined ? { guaranteed: e.guaranteed } : {}),
       };
@@ -232,8 +254,7 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
     }
     case 'mark-due': {
       const d = s.tracked.get(e.alias);
-      // Released: the re-read under way decides; a mark would only be cleared again.
-      if (!d || d.marked || d.released) return unchanged(s);
+      if (!d || d.marked) return unchanged(s);
       return {
         state: { ...s, tracked: withDevice(s.tracked, e.alias, { ...d, marked: true }) },
         effects: [{ type: 'persist' }],
@@ -241,7 +262,7 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
     }
     case 'mark-failed': {
       const d = s.tracked.get(e.alias);
-      if (!d?.waiting || d.released) return unchanged(s);
+      if (!d?.waiting) return unchanged(s);
       return {
         state: { ...s, tracked: without(s.tracked, e.alias) },
         effects: [
@@ -254,8 +275,8 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
       return s.tracked.get(e.alias)?.waiting ? { state: s, effects: [{ type: 'publish' }] } : unchanged(s);
     case 'detach-failed': {
       const d = s.tracked.get(e.alias);
-      // Already answered by an event, or released (the re-read decides).
-      if (!d?.waiting || d.released) return unchanged(s);
+      // Already answered by an event.
+      if (!d?.waiting) return unchanged(s);
       return failed(s, e.alias, d, e.reason);
     }
     case 'call-gave-up': {
@@ -274,33 +295,12 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
     }
     case 'device-removed': {
       const d = s.tracked.get(e.alias);
-      const state =
-        d && !d.released ? { ...s, tracked: withDevice(s.tracked, e.alias, { ...d, released: true }) } : s;
-      return { state, effects: [{ type: 'reread' }] };
+      return d ? removedByEvent(s, e.alias, d) : { state: s, effects: [{ type: 'reread' }] };
     }
     case 'removal-failed': {
       const d = s.tracked.get(e.alias);
-      if (!d || d.released) return unchanged(s);
+      if (!d) return unchanged(s);
       return failed(s, e.alias, d, 'guest-rejected');
-    }
-    case 'reread-failed': {
-      let tracked: Map<string, TrackedDevice> | undefined;
-      const effects: Effect[] = [];
-      let persist = false;
-      for (const [alias, d] of s.tracked) {
-        if (!d.released || !d.waiting) continue;
-        tracked ??= new Map(s.tracked);
-        // Unconfirmed, so still requested: a restart must show it.
-        tracked.set(alias, { ...d, waiting: false, marked: true });
-        persist ||= !d.marked;
-        effects.push({ type: 'settle', alias, answer: { kind: 'pending', why: 'unconfirmed' } });
-      }
-      return tracked
-        ? {
-            state: { ...s, tracked },
-            effects: [...(persist ? [{ type: 'persist' } as const] : []), { type: 'publish' }, ...effects],
-          }
-        : unchanged(s);
     }
     case 'observed':
       return observe(s, e.present);
@@ -313,7 +313,6 @@ export function next(s: DeviceSet, e: DeviceEvent): Transition {
           since: m.since,
           by: 'adopted',
           waiting: false,
-          released: false,
           marked: true,
         });
       }

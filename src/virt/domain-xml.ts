@@ -129,8 +129,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
     });
   }
 
-  // libvirt counts a virtio-mem device's maximum in <memory>; the guest has only its current size.
-  const actualKiB = virtioMem.reduce((kib, v) => kib - v.sizeKiB + v.currentKiB, memoryKiB);
+  const actualKiB = guestKiB(memoryKiB, virtioMem);
 
   const balloonActive = asArray(child(dom.devices, 'memballoon')).some((b) => attr(b, 'model') !== 'none');
   const ours = findOurElement(dom.metadata);
@@ -139,7 +138,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
     name,
     uuid: uuid.toLowerCase(),
     memoryKiB,
-    memory: kibToMiB(Math.max(0, actualKiB)),
+    memory: kibToMiB(actualKiB),
     currentMemoryKiB,
     maxMemoryKiB,
     slots,
@@ -148,6 +147,32 @@ export function parseDomainXml(xml: string): ParsedDomain {
     virtioMem,
     balloonActive,
     metadata: ours === undefined ? null : metadataFromElement(ours),
+  };
+}
+
+/** The guest's memory: libvirt counts a virtio-mem device's maximum in <memory>, the guest has only its current size. */
+function guestKiB(memoryKiB: number, virtioMem: readonly ParsedVirtioMem[]): number {
+  return Math.max(
+    0,
+    virtioMem.reduce((kib, v) => kib - v.sizeKiB + v.currentKiB, memoryKiB),
+  );
+}
+
+/**
+ * The domain as libvirt has it once a DIMM left: libvirt's device-removed
+ * event comes after it took the device out of the live definition and
+ * lowered <memory> by its size (qemuDomainRemoveMemoryDevice), so the
+ * re-read would show exactly this. Unknown alias: the same domain.
+ */
+export function withoutDimm(dom: ParsedDomain, alias: string): ParsedDomain {
+  const gone = dom.dimms.find((d) => d.alias === alias);
+  if (!gone) return dom;
+  const memoryKiB = dom.memoryKiB - gone.sizeKiB;
+  return {
+    ...dom,
+    memoryKiB,
+    memory: kibToMiB(guestKiB(memoryKiB, dom.virtioMem)),
+    dimms: dom.dimms.filter((d) => d !== gone),
   };
 }
 

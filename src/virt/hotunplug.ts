@@ -260,23 +260,12 @@ function unplugError(alias: string, s: Settled, errors: CallErrors, o: UnplugOpt
         { alias, timeoutMs: o.timeoutMs },
       );
     }
-    if (a.why === 'disconnected') {
-      o.op('failed: libvirt connection lost, removal stays requested', libvirtDetails(errors.detach));
-      return new VirtError(
-        'hotunplug',
-        'libvirt-error',
-        `lost the connection to libvirt while unplugging ${alias}; the removal may still complete: the DIMM stays unplugging and a late device_removed follows if the guest releases it`,
-        { alias, ...libvirtDetails(errors.detach) },
-      );
-    }
-    // Released, but the re-read that would confirm it failed: the worker
-    // retries, and reports the removal (late: true) once libvirt answers.
-    o.op('failed: re-reading the VM after the removal failed', libvirtDetails(s.cause));
+    o.op('failed: libvirt connection lost, removal stays requested', libvirtDetails(errors.detach));
     return new VirtError(
       'hotunplug',
       'libvirt-error',
-      `the guest released ${alias} but re-reading the VM failed: ${errMessage(s.cause)}; a late device_removed follows once libvirt answers`,
-      { alias, ...libvirtDetails(s.cause) },
+      `lost the connection to libvirt while unplugging ${alias}; the removal may still complete: the DIMM stays unplugging and a late device_removed follows if the guest releases it`,
+      { alias, ...libvirtDetails(errors.detach) },
     );
   }
   if (a.kind === 'removed') throw new Error('unreachable: removed is not an error');

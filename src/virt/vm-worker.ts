@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { DomainAffect, type DomainRef, type LibvirtApi, MetadataType } from '../libvirt/types.js';
 import { type Answer, type DeviceEvent, type Effect, EMPTY, next } from './device-lifecycle.js';
 import { isUserAlias } from './dimm-xml.js';
+import { withoutDimm } from './domain-xml.js';
 import { VirtError } from './errors.js';
 import type { GuestDimmView, ProbedDimm } from './guest-memory.js';
 import type { GuestProbeLoop, GuestProber, GuestViews } from './guest-probe.js';
@@ -30,8 +31,6 @@ export interface Settled {
   answer: Answer;
   memSize: number;
   memGuaranteedSize: number;
-  /** The failure behind an `unconfirmed` answer. */
-  cause?: unknown;
 }
 
 export interface UnplugRequest {
@@ -66,7 +65,11 @@ export class VmWorker {
   private opsPending = 0;
   private readonly waiters = new Map<string, (s: Settled) => void>();
   private applying = false;
-  private readonly queued: [DeviceEvent, unknown][] = [];
+  private readonly queued: DeviceEvent[] = [];
+  /** Reads of the live XML started so far (their sequence numbers). */
+  private readsStarted = 0;
+  /** DIMMs libvirt removed (device-removed), with `readsStarted` at that time: reads numbered up to it predate the removal. */
+  private readonly dropped = new Map<string, number>();
   private stopped = false;
   private retry: { timer: NodeJS.Timeout | undefined; delayMs: number; how: ReloadHow } | undefined;
   private readonly guestLoop: GuestProbeLoop | undefined;
@@ -195,32 +198,29 @@ export class VmWorker {
    * Applies one device event and its effects. Returns the metadata write
    * when the transition asked for one.
    */
-  submit(e: DeviceEvent, cause?: unknown): Promise<void> | undefined {
+  submit(e: DeviceEvent): Promise<void> | undefined {
     if (this.applying) {
-      this.queued.push([e, cause]);
+      this.queued.push(e);
       return undefined;
     }
     this.applying = true;
     try {
-      const written = this.apply(e, cause);
-      while (this.queued.length) {
-        const [qe, qc] = this.queued.shift()!;
-        this.apply(qe, qc);
-      }
+      const written = this.apply(e);
+      while (this.queued.length) this.apply(this.queued.shift()!);
       return written;
     } finally {
       this.applying = false;
     }
   }
 
-  private apply(e: DeviceEvent, cause: unknown): Promise<void> | undefined {
+  private apply(e: DeviceEvent): Promise<void> | undefined {
     const vm = this.vm;
     if (!vm) return undefined;
     const t = next(vm.devices, e);
     vm.devices = t.state;
     let written: Promise<void> | undefined;
     for (const eff of t.effects) {
-      const w = this.effect(vm, eff, cause);
+      const w = this.effect(vm, eff);
       if (w) written = w;
     }
     // Keep metadata's list of present DIMMs current (a plug, a removal nobody asked for).
@@ -229,8 +229,13 @@ export class VmWorker {
     return written;
   }
 
-  private effect(vm: VmRecord, eff: Effect, cause: unknown): Promise<void> | undefined {
+  private effect(vm: VmRecord, eff: Effect): Promise<void> | undefined {
     switch (eff.type) {
+      case 'drop':
+        vm.dom = withoutDimm(vm.dom, eff.alias);
+        // A read already under way may return the XML from before the removal.
+        this.dropped.set(eff.alias, this.readsStarted);
+        return undefined;
       case 'clamp-guaranteed': {
         const g = eff.requested ?? vm.meta.guaranteedMiB;
         if (g !== null) vm.meta.guaranteedMiB = Math.min(g, vm.dom.memory);
@@ -249,7 +254,6 @@ export class VmWorker {
           answer: eff.answer,
           memSize: vm.dom.memory,
           memGuaranteedSize: vm.stats.memGuaranteedSize,
-          ...(eff.answer.kind === 'pending' && eff.answer.why === 'unconfirmed' ? { cause } : {}),
         });
         return undefined;
       }
@@ -286,6 +290,7 @@ export class VmWorker {
       if (this.detached) return this.deps.reloadCurrent(this.ref, how);
       const all = this.retry ? mergeHow(this.retry.how, how) : how;
       let snap: Snapshot;
+      const n = ++this.readsStarted;
       try {
         snap = await readDomain(this.deps.client, this.ref, all, this.vm);
       } catch (err) {
@@ -293,11 +298,10 @@ export class VmWorker {
         // guest may have hot-plugged DIMMs, so the run is adopted instead.
         const { boot: _boot, ...later } = all;
         this.scheduleRetry(later);
-        this.submit({ type: 'reread-failed' }, err);
         throw err;
       }
       this.cancelRetry();
-      return this.applySnapshot(snap, all);
+      return this.applySnapshot(this.withoutDropped(snap, n), all);
     });
   }
 
@@ -340,6 +344,17 @@ export class VmWorker {
 
   get metaWrite(): Promise<void> {
     return this.vm?.metaWrite ?? Promise.resolve();
+  }
+
+  /** Read `n` as of now: DIMMs removed since it was sent are gone from it too. */
+  private withoutDropped(snap: Snapshot, n: number): Snapshot {
+    let out = snap;
+    for (const [alias, at] of this.dropped) {
+      // Every later read was sent after this removal (reads apply in order).
+      if (at < n) this.dropped.delete(alias);
+      else if (out.kind === 'live' && isActive(out.state)) out = { ...out, dom: withoutDimm(out.dom, alias) };
+    }
+    return out;
   }
 
   private applySnapshot(snap: Snapshot, how: ReloadHow): VmRecord | undefined {

@@ -2,10 +2,12 @@
 // real libvirtd and real TCG guests that really release, reject or ignore
 // DIMM unplugs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDomainXml } from '../../src/virt/domain-xml.js';
 import type { Dimm, Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, startGuest } from '../helpers/guest.js';
 import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
+import { virsh } from '../helpers/virsh.js';
 
 const MiB = 1024;
 
@@ -74,6 +76,10 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
     expect(after.memoryDevices).toHaveLength(1);
     expect(after.hash).not.toBe(two.hash);
     expect(after.memSize).toBe(base.memSize + 128);
+    // Taken from libvirt's device-removed event with no re-read: the same as libvirt's live XML says.
+    const fresh = parseDomainXml(await virsh('dumpxml', coop.name));
+    expect(after.memSize).toBe(fresh.memory);
+    expect(after.memoryDevices.map((d) => d.alias)).toEqual(fresh.dimms.map((d) => d.alias));
   });
 
   it('serialises two unplugs sent at once on one VM; both succeed', async () => {

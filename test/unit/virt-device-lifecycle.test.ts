@@ -32,28 +32,29 @@ function run(s: DeviceSet, ...events: DeviceEvent[]): { state: DeviceSet; effect
 const of = (effects: readonly Effect[], type: Effect['type']) => effects.filter((e) => e.type === type);
 
 describe('device lifecycle transitions', () => {
-  it('a call marks the device, which is unplugging until a re-read confirms the removal', () => {
+  it('a call marks the device, which is unplugging until libvirt says it left or a re-read no longer lists it', () => {
     const s0 = deviceSet(['ua-a', 'ua-b']);
     const r = run(s0, { type: 'unplug-requested', alias: 'ua-a', since: T0 });
     expect(r.effects).toEqual([{ type: 'persist' }]);
     expect(phaseOf(r.state, 'ua-a')).toBe('unplugging');
     expect(marksOf(r.state)).toEqual([{ alias: 'ua-a', since: T0 }]);
 
-    const ev = run(r.state, { type: 'device-removed', alias: 'ua-a' });
-    expect(ev.effects).toEqual([{ type: 'reread' }]);
-    // The event alone reports nothing: only the re-read does.
-    expect(of(ev.effects, 'notify')).toEqual([]);
-
-    const done = run(ev.state, { type: 'observed', present: ['ua-b'] });
-    expect(done.effects).toEqual([
+    const removed = [
       { type: 'clamp-guaranteed' },
       { type: 'persist' },
       { type: 'publish' },
       { type: 'settle', alias: 'ua-a', answer: { kind: 'removed', late: false } },
       { type: 'notify', alias: 'ua-a', outcome: { kind: 'removed', late: false } },
-    ]);
-    expect(done.state.tracked.size).toBe(0);
-    expect(marksOf(done.state)).toEqual([]);
+    ];
+    const ev = run(r.state, { type: 'device-removed', alias: 'ua-a' });
+    expect(ev.effects).toEqual([{ type: 'drop', alias: 'ua-a' }, ...removed]);
+    const seen = run(r.state, { type: 'observed', present: ['ua-b'] });
+    expect(seen.effects).toEqual(removed);
+    for (const done of [ev, seen]) {
+      expect(done.state.tracked.size).toBe(0);
+      expect(done.state.present).toEqual(['ua-b']);
+      expect(marksOf(done.state)).toEqual([]);
+    }
   });
 
   it("carries the call's guaranteed memory to the removal", () => {
@@ -133,37 +134,41 @@ describe('device lifecycle transitions', () => {
     ]);
   });
 
-  it('a re-read that fails after the release answers the call unconfirmed; the next one reports late', () => {
-    const s = run(
-      deviceSet(['ua-a']),
-      { type: 'unplug-requested', alias: 'ua-a', since: T0 },
-      { type: 'device-removed', alias: 'ua-a' },
-    ).state;
-    const f = run(s, { type: 'reread-failed' });
-    expect(of(f.effects, 'settle')).toEqual([
-      { type: 'settle', alias: 'ua-a', answer: { kind: 'pending', why: 'unconfirmed' } },
-    ]);
-    const late = run(f.state, { type: 'observed', present: [] });
-    expect(of(late.effects, 'notify')).toEqual([
-      { type: 'notify', alias: 'ua-a', outcome: { kind: 'removed', late: true } },
+  it('device-removed for a requested device removes it at once, with no re-read: libvirt took it out of the live XML', () => {
+    const s = run(deviceSet(['ua-a', 'ua-b']), {
+      type: 'unplug-requested',
+      alias: 'ua-a',
+      since: T0,
+      guaranteed: 900,
+    }).state;
+    const r = next(s, { type: 'device-removed', alias: 'ua-a' });
+    expect(r.state.present).toEqual(['ua-b']);
+    expect(r.state.tracked.size).toBe(0);
+    expect(r.effects).toStrictEqual([
+      { type: 'drop', alias: 'ua-a' },
+      { type: 'clamp-guaranteed', requested: 900 },
+      { type: 'persist' },
+      { type: 'publish' },
+      { type: 'settle', alias: 'ua-a', answer: { kind: 'removed', late: false } },
+      { type: 'notify', alias: 'ua-a', outcome: { kind: 'removed', late: false } },
     ]);
   });
 
-  it('device-removed for a device the XML still lists is not a removal', () => {
+  it('a re-read that still lists a device the call no longer waits for keeps it requested', () => {
     const r = run(
       deviceSet(['ua-a']),
       { type: 'unplug-requested', alias: 'ua-a', since: T0 },
-      { type: 'device-removed', alias: 'ua-a' },
+      { type: 'call-gave-up', alias: 'ua-a', why: 'timeout' },
       { type: 'observed', present: ['ua-a'] },
     );
     expect(of(r.effects, 'notify')).toEqual([]);
-    expect(r.state.tracked.get('ua-a')?.released).toBe(false);
+    expect(phaseOf(r.state, 'ua-a')).toBe('unplugging');
     // ...so a later rejection still counts.
     const rej = run(r.state, { type: 'removal-failed', alias: 'ua-a' });
     expect(phaseOf(rej.state, 'ua-a')).toBe('plugged');
   });
 
-  it('a removal-failed after device-removed is stale: the re-read decides', () => {
+  it('a removal-failed or detach failure after device-removed is stale: the removal stands', () => {
     const r = run(
       deviceSet(['ua-a']),
       { type: 'unplug-requested', alias: 'ua-a', since: T0 },
@@ -234,7 +239,6 @@ describe('device lifecycle transitions', () => {
     expect(next(s, { type: 'call-gave-up', alias: 'ua-a', why: 'timeout' }).effects).toEqual([]);
     expect(next(s, { type: 'detach-requested', alias: 'ua-a' }).effects).toEqual([]);
     expect(next(s, { type: 'mark-failed', alias: 'ua-a', reason: 'vm-gone' }).effects).toEqual([]);
-    expect(next(s, { type: 'reread-failed' }).effects).toEqual([]);
     expect(next(s, { type: 'device-removed', alias: 'ua-a' }).effects).toEqual([{ type: 'reread' }]);
   });
 });
@@ -255,7 +259,6 @@ describe('device lifecycle: exact effects and states', () => {
       since: T0,
       by: 'call',
       waiting: true,
-      released: false,
       marked: true,
     });
     expect(requested(900).tracked.get('ua-a')).toMatchObject({ guaranteed: 900 });
@@ -269,11 +272,10 @@ describe('device lifecycle: exact effects and states', () => {
       since: T0,
       by: 'adopted',
       waiting: false,
-      released: false,
       marked: true,
     });
     expect(adopted.effects).toStrictEqual([{ type: 'publish' }]);
-    // Not released: a rejection after the restart still ends it.
+    // A rejection after the restart still ends it.
     const rej = next(adopted.state, { type: 'removal-failed', alias: 'ua-a' });
     expect(phaseOf(rej.state, 'ua-a')).toBe('plugged');
   });
@@ -322,8 +324,12 @@ describe('device lifecycle: exact effects and states', () => {
     ]);
     const plugged = deviceSet(['ua-a']);
     expect(next(plugged, { type: 'device-removed', alias: 'ua-a' }).state).toBe(plugged);
-    const released = next(s, { type: 'device-removed', alias: 'ua-a' }).state;
-    expect(next(released, { type: 'device-removed', alias: 'ua-a' }).state).toBe(released);
+    // A second device-removed finds nothing requested: only a re-read.
+    const removed = next(s, { type: 'device-removed', alias: 'ua-a' }).state;
+    expect(next(removed, { type: 'device-removed', alias: 'ua-a' })).toStrictEqual({
+      state: removed,
+      effects: [{ type: 'reread' }],
+    });
     // A device metadata listed, gone on restart and never requested: removed late, guaranteed clamped.
     const away = next(EMPTY, { type: 'adopted', present: [], marks: [], recorded: ['ua-x'] });
     expect(of(away.effects, 'clamp-guaranteed')).toStrictEqual([{ type: 'clamp-guaranteed' }]);
@@ -343,8 +349,8 @@ describe('device lifecycle: exact effects and states', () => {
     expect(of(plain.effects, 'clamp-guaranteed')).toStrictEqual([{ type: 'clamp-guaranteed' }]);
   });
 
-  it('a failed re-read answers only the waiting calls whose device was released, and changes nothing else', () => {
-    // ua-a: released, waiting. ua-b: requested, waiting, not released. ua-c: released, call gone.
+  it('device-removed ends only its own device: a late one is reported late, the others stay requested', () => {
+    // ua-a: waiting, removed first. ua-b: waiting. ua-c: call gone.
     const s = run(
       deviceSet(['ua-a', 'ua-b', 'ua-c']),
       { type: 'unplug-requested', alias: 'ua-a', since: T0 },
@@ -352,16 +358,17 @@ describe('device lifecycle: exact effects and states', () => {
       { type: 'unplug-requested', alias: 'ua-c', since: T0 },
       { type: 'call-gave-up', alias: 'ua-c', why: 'timeout' },
       { type: 'device-removed', alias: 'ua-a' },
-      { type: 'device-removed', alias: 'ua-c' },
     ).state;
-    const r = next(s, { type: 'reread-failed' });
+    const r = next(s, { type: 'device-removed', alias: 'ua-c' });
     expect(r.effects).toStrictEqual([
+      { type: 'drop', alias: 'ua-c' },
+      { type: 'clamp-guaranteed' },
+      { type: 'persist' },
       { type: 'publish' },
-      { type: 'settle', alias: 'ua-a', answer: { kind: 'pending', why: 'unconfirmed' } },
+      { type: 'notify', alias: 'ua-c', outcome: { kind: 'removed', late: true } },
     ]);
-    expect(r.state.tracked.get('ua-a')).toStrictEqual({ ...s.tracked.get('ua-a'), waiting: false });
+    expect(r.state.present).toEqual(['ua-b']);
     expect(r.state.tracked.get('ua-b')).toBe(s.tracked.get('ua-b'));
-    expect(r.state.tracked.get('ua-c')).toBe(s.tracked.get('ua-c'));
   });
 });
 
@@ -467,6 +474,7 @@ class Host {
         break;
       case 'publish':
       case 'clamp-guaranteed':
+      case 'drop':
         break;
     }
   }
@@ -525,7 +533,8 @@ class Host {
         const [p] = this.queue.splice(x.i % this.queue.length, 1);
         if (x.c === 'lose' || !p) return;
         if (p.kind === 'event') this.apply(p.e);
-        else if (x.c === 'rereadFails') this.apply({ type: 'reread-failed' });
+        else if (x.c === 'rereadFails')
+          return; // the worker retries; a later read or resync answers
         else this.apply({ type: 'observed', present: [...this.truth] });
         return;
       }

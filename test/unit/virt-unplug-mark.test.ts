@@ -33,7 +33,7 @@ const persists = (effects: Effect[]) => effects.filter((e) => e.type === 'persis
 const fast: DeviceEvent = { type: 'unplug-requested', alias: 'ua-a', since: T0, mark: false };
 
 describe('unplug without a mark before the detach', () => {
-  it('asks for no write; a quick removal costs one write, after the re-read', () => {
+  it('asks for no write; a quick removal costs one write, after the event', () => {
     const r = run(deviceSet(['ua-a', 'ua-b']), fast);
     expect(r.effects).toEqual([]);
     expect(phaseOf(r.state, 'ua-a')).toBe('unplugging');
@@ -42,7 +42,7 @@ describe('unplug without a mark before the detach', () => {
       r.state,
       { type: 'detach-requested', alias: 'ua-a' },
       { type: 'device-removed', alias: 'ua-a' },
-      // The detach reply comes after the event: being released, it marks nothing.
+      // The detach reply comes after the event: the device is gone, nothing to mark.
       { type: 'mark-due', alias: 'ua-a' },
       { type: 'observed', present: ['ua-b'] },
     );
@@ -69,15 +69,11 @@ describe('unplug without a mark before the detach', () => {
     expect(phaseOf(gaveUp.state, 'ua-a')).toBe('unplugging');
   });
 
-  it('an unconfirmed removal stays requested: marked', () => {
-    const r = run(
-      deviceSet(['ua-a']),
-      fast,
-      { type: 'device-removed', alias: 'ua-a' },
-      { type: 'reread-failed' },
-    );
+  it('a removal by event writes metadata once, listing no mark', () => {
+    const r = run(deviceSet(['ua-a']), fast, { type: 'device-removed', alias: 'ua-a' });
     expect(persists(r.effects)).toBe(1);
-    expect(marksOf(r.state)).toEqual([{ alias: 'ua-a', since: T0 }]);
+    expect(marksOf(r.state)).toEqual([]);
+    expect(r.state.present).toEqual([]);
   });
 
   it('a failure of an unmarked request writes nothing', () => {
