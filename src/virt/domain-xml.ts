@@ -62,11 +62,23 @@ export interface ParsedDomain {
   virtioMem: ParsedVirtioMem[];
   /** A <memballoon> whose model is not 'none'. */
   balloonActive: boolean;
+  /**
+   * The domain has the QEMU guest agent's channel (`org.qemu.guest_agent.0`).
+   * Without it libvirt refuses every agent command, so nobody asks.
+   */
+  guestAgent: boolean;
   /** Our namespace's metadata, null when absent. */
   metadata: VmMetadata | null;
 }
 
-const reader = makeReader(['domain.devices.memory', 'domain.devices.memballoon', 'domain.cpu.numa.cell']);
+const reader = makeReader([
+  'domain.devices.memory',
+  'domain.devices.memballoon',
+  'domain.devices.channel',
+  'domain.cpu.numa.cell',
+]);
+
+const AGENT_CHANNEL = 'org.qemu.guest_agent.0';
 
 function int(v: string | undefined, what: string): number {
   if (v === undefined || !/^\s*\d+\s*$/.test(v)) throw new Error(`domain XML: bad or missing ${what}`);
@@ -133,6 +145,9 @@ export function parseDomainXml(xml: string): ParsedDomain {
 
   const balloonActive = asArray(child(dom.devices, 'memballoon')).some((b) => attr(b, 'model') !== 'none');
   const ours = findOurElement(dom.metadata);
+  const guestAgent = asArray(child(dom.devices, 'channel')).some(
+    (c) => attr(child(c, 'target'), 'name') === AGENT_CHANNEL,
+  );
 
   return {
     name,
@@ -146,6 +161,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
     dimms,
     virtioMem,
     balloonActive,
+    guestAgent,
     metadata: ours === undefined ? null : metadataFromElement(ours),
   };
 }

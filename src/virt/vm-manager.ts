@@ -205,16 +205,17 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         node: mem.node,
         timeoutMs: opts.timeoutMs ?? this.opts.unplugTimeoutMs,
       });
-      checkUnplug(w.require(), mem);
-      await checkNotMigrating(this.ctx.client, w.require(), op);
-      let dimm = checkUnplug(w.require(), mem);
-      if (!opts.force) {
-        // A fresh answer, not the cache: the decision refuses before anything is touched.
-        const view = (await w.probeGuest([dimm.alias])).get(dimm.alias);
-        if (view) op('guest probed', { zone: view.zone, online: view.online });
-        if (view && holdsKernelMemory(view)) throw notMovable(dimm.alias, view);
-        dimm = checkUnplug(w.require(), mem);
-      }
+      const first = checkUnplug(w.require(), mem);
+      // Both pre-flights only read, so they go out together: one round trip
+      // of the unplug's latency, not two. The guest's answer is fresh, not
+      // the cache: the decision refuses before anything is touched.
+      const [, view] = await Promise.all([
+        checkNotMigrating(this.ctx.client, w.require(), op),
+        opts.force ? undefined : w.probeGuest([first.alias]).then((v) => v.get(first.alias)),
+      ]);
+      if (view) op('guest probed', { zone: view.zone, online: view.online });
+      if (view && holdsKernelMemory(view)) throw notMovable(first.alias, view);
+      const dimm = checkUnplug(w.require(), mem);
       let r: Awaited<ReturnType<typeof unplugOne>>;
       try {
         r = await unplugOne(this.ctx, w, dimm, {

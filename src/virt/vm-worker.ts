@@ -558,6 +558,8 @@ export class VmWorker {
 
 /** The VM's DIMMs as the guest probe needs them: alias and guest-physical address. */
 function probedDimms(vm: VmRecord): ProbedDimm[] {
+  // No agent channel: libvirt would refuse the command; the zones stay unknown.
+  if (!vm.dom.guestAgent) return [];
   return vm.dom.dimms.flatMap((d) =>
     d.alias !== null && d.base ? [{ alias: d.alias, base: d.base, size: d.size }] : [],
   );

@@ -1227,7 +1227,7 @@ ${cells.join('\n')}
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <memballoon model='none'/>
-${dimms}${vmems}  </devices>
+${d.agent ? agentChannel(active) : ''}${dimms}${vmems}  </devices>
 </domain>
 `;
   }
@@ -1489,4 +1489,18 @@ export function encodeEventPacket(ev: DomainEventMessage): Buffer {
   // The procedure is known only once the body is written; it sits at offset 12.
   pkt.writeInt32BE(proc, 12);
   return pkt;
+}
+
+/** The guest agent's virtio-serial channel, as libvirt shows it (the live XML adds its state and alias). */
+function agentChannel(active: boolean): string {
+  const live = active
+    ? ` state='connected'/>
+      <alias name='channel0'/>
+      <address type='virtio-serial' controller='0' bus='0' port='1'/>`
+    : '/>';
+  return `    <channel type='unix'>
+      <source mode='bind' path='/run/libvirt/qemu/channel/1-fake/org.qemu.guest_agent.0'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'${live}
+    </channel>
+`;
 }

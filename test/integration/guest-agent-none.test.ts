@@ -3,6 +3,7 @@
 // every DIMM as unknown instead of failing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtClient, LibvirtError } from '../../src/libvirt/index.js';
+import { parseDomainXml } from '../../src/virt/domain-xml.js';
 import { probeGuestMemory } from '../../src/virt/guest-memory.js';
 import { type Guest, startGuest } from '../helpers/guest.js';
 
@@ -25,6 +26,8 @@ describe('guest agent passthrough, guest without an agent', () => {
     expect((err as LibvirtError).message).toMatch(/agent/i);
     const r = await probeGuestMemory(lv, dom, [{ alias: 'ua-x', base: '0x100000000', size: 128 }]);
     expect(r.get('ua-x')).toEqual({ online: false, zone: 'unknown' });
+    // Its live XML has no agent channel, so the daemon does not even ask.
+    expect(parseDomainXml(await lv.getXMLDesc(dom, 0)).guestAgent).toBe(false);
     // The connection is still good for other calls.
     expect((await lv.getState(dom)).state).toBe(1);
   });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../src/virt/domain-xml.js';
+import { domainXml, type GuestDomainSpec } from '../host/domain-xml.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/virt/${name}`, import.meta.url), 'utf8');
 
@@ -97,5 +98,35 @@ describe('parseDomainXml', () => {
   it('rejects documents that are not a domain', () => {
     expect(() => parseDomainXml('<network/>')).toThrow(/no <domain>/);
     expect(() => parseDomainXml('<domain><name>x</name></domain>')).toThrow(/uuid/);
+  });
+});
+
+describe('parseDomainXml: the guest agent channel', () => {
+  const spec: GuestDomainSpec = {
+    name: 'vmhostd-test-x-1',
+    uuid: '3f0c2d9e-8a3b-4c55-9d0e-1a2b3c4d5e6f',
+    kind: 'cooperative',
+    memoryMiB: 512,
+    maxMemoryMiB: 8192,
+    slots: 16,
+    bootDimmsMiB: [],
+    kernelPath: '/k/vmlinuz',
+    initrdPath: '/k/initramfs.cpio.gz',
+    consolePath: '/var/lib/vmhostd-test/x.console.log',
+  };
+  it('is seen only when a channel targets org.qemu.guest_agent.0', () => {
+    expect(parseDomainXml(domainXml({ ...spec, guestAgent: true })).guestAgent).toBe(true);
+    expect(parseDomainXml(domainXml(spec)).guestAgent).toBe(false);
+    // Another virtio-serial channel is not the agent's; the live form (state, alias) is.
+    const other = domainXml(spec).replace(
+      '</devices>',
+      "<channel type='unix'><target type='virtio' name='org.example.other'/></channel></devices>",
+    );
+    expect(parseDomainXml(other).guestAgent).toBe(false);
+    const liveForm = domainXml(spec).replace(
+      '</devices>',
+      "<channel type='unix'><source mode='bind'/><target type='virtio' name='org.qemu.guest_agent.0' state='disconnected'/><alias name='channel0'/></channel><channel type='pty'><target type='virtio' name='x'/></channel></devices>",
+    );
+    expect(parseDomainXml(liveForm).guestAgent).toBe(true);
   });
 });
