@@ -127,6 +127,15 @@ export function applyNotification(state, method, params) {
       }
       return `${name}: virtio-mem ${alias} at ${formatMiB(Number(p.current))} of ${formatMiB(Number(p.requested))}`;
     }
+    case 'memory_device_resize_failed': {
+      const alias = String(p.alias ?? '');
+      const reason = String(p.reason ?? 'unknown');
+      state.notes.set(noteKey(vmId, alias), {
+        kind: 'error',
+        text: `resize ${reason} at ${formatMiB(Number(p.current))} of ${formatMiB(Number(p.requested))}`,
+      });
+      return `${name}: virtio-mem ${alias} stopped at ${formatMiB(Number(p.current))} (${reason})`;
+    }
     case 'device_removal_failed': {
       const alias = String(p.alias ?? '');
       const reason = String(p.reason ?? 'unknown');

@@ -5,7 +5,7 @@
 // later, so the engine learns of them whoever connected first.
 import type { PublishOptions } from '../rpc/event-journal.js';
 import type { VmManager } from '../virt/vm-manager.js';
-import type { VmStats } from './schemas.js';
+import type { MemoryDeviceResizeFailedEvent, MemoryDeviceSizeChangedEvent, VmStats } from './schemas.js';
 
 export interface EventPublisher {
   notify(method: string, params: unknown, opts?: PublishOptions): void;
@@ -31,18 +31,23 @@ export function forwardNotifications(vms: VmManager, out: EventPublisher): Notif
     out.notify(`|virt|device_removed|${vmId}`, ev, OUTCOME);
   const onFailed = (vmId: string, ev: { alias: string; reason: string }) =>
     out.notify(`|virt|device_removal_failed|${vmId}`, ev, OUTCOME);
-  const onSize = (vmId: string, ev: { alias: string; requested: number; current: number }) =>
-    out.notify(`|virt|memory_device_size_changed|${vmId}`, ev);
+  // A late end of a resize is an outcome, held like a late removal.
+  const onSize = (vmId: string, ev: MemoryDeviceSizeChangedEvent) =>
+    out.notify(`|virt|memory_device_size_changed|${vmId}`, ev, ev.late ? OUTCOME : undefined);
+  const onResizeFailed = (vmId: string, ev: MemoryDeviceResizeFailedEvent) =>
+    out.notify(`|virt|memory_device_resize_failed|${vmId}`, ev, OUTCOME);
   vms.on('vmStatus', onStatus);
   vms.on('deviceRemoved', onRemoved);
   vms.on('deviceRemovalFailed', onFailed);
   vms.on('memoryDeviceSizeChanged', onSize);
+  vms.on('memoryDeviceResizeFailed', onResizeFailed);
   return {
     stop() {
       vms.off('vmStatus', onStatus);
       vms.off('deviceRemoved', onRemoved);
       vms.off('deviceRemovalFailed', onFailed);
       vms.off('memoryDeviceSizeChanged', onSize);
+      vms.off('memoryDeviceResizeFailed', onResizeFailed);
     },
   };
 }

@@ -460,10 +460,29 @@ export const MemoryDeviceSizeChangedEvent = Type.Object(
     alias: Type.String(),
     requested: Type.Integer({ description: 'MiB' }),
     current: Type.Integer({ description: 'MiB the guest has plugged now' }),
+    late: Type.Optional(
+      Type.Literal(true, {
+        description:
+          'the end of a resize nobody waited for any more (its call was lost with a daemon restart, or it was kept after a failure)',
+      }),
+    ),
   },
   closed,
 );
 export type MemoryDeviceSizeChangedEvent = Static<typeof MemoryDeviceSizeChangedEvent>;
+
+export const MemoryDeviceResizeFailedEvent = Type.Object(
+  {
+    alias: Type.String(),
+    reason: Type.Union([Type.Literal('timeout'), Type.Literal('stalled')]),
+    requested: Type.Integer({ description: 'MiB the resize asked for' }),
+    current: Type.Integer({ description: 'MiB the guest had plugged when it stopped' }),
+    requestedNow: Type.Integer({ description: 'MiB requested now: current when settled, else the request' }),
+    late: Type.Literal(true, { description: 'nobody was waiting any more (the daemon restarted)' }),
+  },
+  closed,
+);
+export type MemoryDeviceResizeFailedEvent = Static<typeof MemoryDeviceResizeFailedEvent>;
 
 /**
  * `|virt|VM_status|<vmId>` params, VDSM's way: `{"<vmId>": VmStats, "notify_time": ms}`
@@ -485,4 +504,5 @@ export const NOTIFICATIONS = {
   '|virt|device_removed|': DeviceRemovedEvent,
   '|virt|device_removal_failed|': DeviceRemovalFailedEvent,
   '|virt|memory_device_size_changed|': MemoryDeviceSizeChangedEvent,
+  '|virt|memory_device_resize_failed|': MemoryDeviceResizeFailedEvent,
 } as const satisfies Record<string, TSchema>;

@@ -40,7 +40,7 @@ const STOP_GRACE_MS = 3_000;
  * ms) costs no metadata write before the answer. If the daemon dies within
  * this time and the guest never releases, a restart shows the DIMM plugged.
  */
-const MARK_AFTER_MS = 1_000;
+export const MARK_AFTER_MS = 1_000;
 
 type Dimm = ParsedDimm & { alias: string };
 

@@ -24,6 +24,23 @@ export interface VmMetadata {
    * daemon was away, so an unplug needs no mark before its detach.
    */
   present?: string[];
+  /**
+   * Resizes of virtio-mem devices still pending a while after they were
+   * asked (absent when none): a restarted daemon adopts them and reports
+   * their end (docs/design.md, "Recovery").
+   */
+  resizing?: ResizeMark[];
+}
+
+export interface ResizeMark {
+  alias: string;
+  /** ISO time the resize was requested. */
+  since: string;
+  /** MiB asked of the guest. */
+  requested: number;
+  /** ISO time it gives up; absent when it has none (kept after a failure). */
+  deadline?: string;
+  onFailure: 'settle' | 'keep';
 }
 
 export function emptyMetadata(): VmMetadata {
@@ -59,6 +76,10 @@ export function metadataFromElement(el: unknown): VmMetadata {
     const a = attr(d, 'alias');
     if (a) md.unplugging.push({ alias: a, since: attr(d, 'since') ?? '' });
   }
+  const resizing = asArray(isObj(vm.resizing) ? vm.resizing.device : undefined)
+    .map(resizeMarkOf)
+    .filter((m) => m !== undefined);
+  if (resizing.length) md.resizing = resizing;
   if (vm.present !== undefined) {
     md.present = [];
     for (const d of asArray(isObj(vm.present) ? vm.present.dimm : undefined)) {
@@ -67,6 +88,25 @@ export function metadataFromElement(el: unknown): VmMetadata {
     }
   }
   return md;
+}
+
+/** A resize mark, or undefined when it lacks what a restart needs (it is then ignored). */
+function resizeMarkOf(d: unknown): ResizeMark | undefined {
+  const alias = attr(d, 'alias');
+  const since = attr(d, 'since');
+  const requested = attr(d, 'requested');
+  const deadline = attr(d, 'deadline');
+  const onFailure = attr(d, 'onFailure');
+  if (!alias || !since || requested === undefined || !/^\d+$/.test(requested)) return undefined;
+  if (onFailure !== 'settle' && onFailure !== 'keep') return undefined;
+  if (deadline !== undefined && Number.isNaN(Date.parse(deadline))) return undefined;
+  return {
+    alias,
+    since,
+    requested: Number(requested),
+    ...(deadline !== undefined ? { deadline } : {}),
+    onFailure,
+  };
 }
 
 const reader = makeReader([]);
@@ -116,6 +156,16 @@ export function buildMetadata(md: VmMetadata): string {
       .join('')}</unplugging>`;
   }
   if (md.present !== undefined) body += dimms('present', md.present);
+  if (md.resizing?.length) {
+    body += `<resizing>${md.resizing
+      .map(
+        (r) =>
+          `<device alias="${escapeXml(r.alias)}" since="${escapeXml(r.since)}" requested="${r.requested}"` +
+          (r.deadline !== undefined ? ` deadline="${escapeXml(r.deadline)}"` : '') +
+          ` onFailure="${r.onFailure}"/>`,
+      )
+      .join('')}</resizing>`;
+  }
   return body ? `<vm>${body}</vm>` : '<vm/>';
 }
 

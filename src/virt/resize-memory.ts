@@ -13,14 +13,16 @@
 //   memory_device_size_changed notifications report it if it gets there.
 
 import { DomainAffect, type DomainRef, type LibvirtApi } from '../libvirt/types.js';
+import type { DeviceEvent, OnResizeFailure } from './device-lifecycle.js';
 import type { ParsedDomain } from './domain-xml.js';
 import { invalid, VirtError } from './errors.js';
+import { MARK_AFTER_MS } from './hotunplug.js';
 import { errMessage, libvirtDetails } from './libvirt-errors.js';
 import type { OpLog } from './op-context.js';
-import { watchSize } from './resize-wait.js';
 import { checkRequested, isLiveVirtioMem, type LiveVirtioMem, resizeXml } from './virtio-mem.js';
+import type { ResizeRequest, ResizeSettled } from './vm-worker.js';
 
-export type OnResizeFailure = 'settle' | 'keep';
+export type { OnResizeFailure } from './device-lifecycle.js';
 
 /** The VM as the resize sees it. */
 export interface ResizeView {
@@ -29,13 +31,16 @@ export interface ResizeView {
   readonly dom: ParsedDomain;
 }
 
-/** The VM's record and a way to re-read it (its registry or worker). */
+/** The VM's worker, as far as a resize uses it. */
 export interface ResizeTarget {
   readonly uuid: string;
   /** Throws VirtError no-such-vm when the VM is gone. */
-  record(): ResizeView;
+  require(): ResizeView;
   /** Re-reads the VM from libvirt; undefined when it is gone. */
   reload(): Promise<ResizeView | undefined>;
+  requestResize(alias: string, r: ResizeRequest): Promise<ResizeSettled>;
+  /** Returns the metadata write the event asked for, if any. */
+  submit(e: DeviceEvent): Promise<void> | undefined;
 }
 
 export interface ResizeOptions {
@@ -45,8 +50,6 @@ export interface ResizeOptions {
   stallMs: number;
   onFailure: OnResizeFailure;
   op: OpLog;
-  /** Each size the device reports while the call waits (KiB). */
-  onProgress?: (alias: string, requestedKiB: number, currentKiB: number) => void;
 }
 
 export interface ResizeResult {
@@ -88,7 +91,7 @@ export async function resizeOne(
   if (!Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0) {
     throw invalid('timeout', '> 0', 'timeout must be positive');
   }
-  const vm = target.record();
+  const vm = target.require();
   const dev = checkResize(vm, alias, o.requested);
   const targetKiB = o.requested * 1024;
   if (dev.requestedKiB === targetKiB && dev.currentKiB === targetKiB) {
@@ -96,82 +99,73 @@ export async function resizeOne(
     return { alias, requested: o.requested, current: dev.current, memSize: vm.dom.memory };
   }
   o.op('resizing', { from: dev.current, requested: o.requested, timeoutMs: o.timeoutMs, stallMs: o.stallMs });
-  const watch = watchSize(client, {
-    uuid: target.uuid,
-    alias,
-    targetKiB,
-    startKiB: dev.currentKiB,
+  // The lifecycle machine tracks the resize (VmStats 'resizing'); the worker's
+  // timers end its wait at the deadline or when it stops moving.
+  const answer = target.requestResize(alias, {
+    requested: o.requested,
     timeoutMs: o.timeoutMs,
     stallMs: o.stallMs,
-    onSize: (kib) => o.onProgress?.(alias, targetKiB, kib),
+    onFailure: o.onFailure,
   });
+  // Still pending a while later: mark it in metadata, so a restart adopts it.
+  const markTimer = setTimeout(() => {
+    target.submit({ type: 'mark-due', alias })?.then(
+      () => o.op('marked resizing'),
+      (err: unknown) => o.op('warning: recording the resize in metadata failed', libvirtDetails(err)),
+    );
+  }, MARK_AFTER_MS);
+  let refused: unknown;
+  let s: ResizeSettled;
   try {
-    await client.updateDeviceFlags(vm.ref, resizeXml(dev, o.requested), DomainAffect.LIVE);
-  } catch (err) {
-    watch.cancel();
-    o.op('update failed', libvirtDetails(err));
-    throw new VirtError('hotunplug', 'libvirt-error', `libvirt refused the resize: ${errMessage(err)}`, {
+    try {
+      await client.updateDeviceFlags(vm.ref, resizeXml(dev, o.requested), DomainAffect.LIVE);
+      target.submit({ type: 'resize-sent', alias });
+    } catch (err) {
+      refused = err;
+      o.op('update failed', libvirtDetails(err));
+      target.submit({ type: 'resize-failed', alias, reason: 'libvirt-error' });
+    }
+    s = await answer;
+  } finally {
+    clearTimeout(markTimer);
+  }
+  const a = s.answer;
+  if (a.kind === 'resized') {
+    o.op('resized', { current: o.requested, memSize: s.memSize });
+    return { alias, requested: o.requested, current: o.requested, memSize: s.memSize };
+  }
+  if (a.kind === 'failed') {
+    if (a.reason === 'vm-gone') {
+      o.op('VM gone while resizing');
+      throw new VirtError('hotunplug', 'vm-gone', `the VM stopped while ${alias} was resizing`, {
+        alias,
+        requested: o.requested,
+      });
+    }
+    const why = refused === undefined ? a.reason : errMessage(refused);
+    throw new VirtError('hotunplug', a.reason, `libvirt refused the resize: ${why}`, {
       alias,
       requested: o.requested,
       current: dev.current,
-      ...libvirtDetails(err),
+      ...(refused === undefined ? {} : libvirtDetails(refused)),
     });
   }
-  // The device may have been there already (an earlier request the guest had not finished).
-  const { end } = await watch.result;
-  // The live XML decides: the last event may be late.
-  const after = await target.reload().catch(() => undefined);
-  const now = after?.dom.virtioMem.find((v) => v.alias === alias);
-  if (!after?.active || !now) {
-    o.op('VM gone while resizing');
-    throw new VirtError('hotunplug', 'vm-gone', `the VM stopped while ${alias} was resizing`, {
-      alias,
-      requested: o.requested,
-    });
-  }
-  if (now.currentKiB === targetKiB) {
-    o.op('resized', { current: now.current, memSize: after.dom.memory, end });
-    return { alias, requested: o.requested, current: now.current, memSize: after.dom.memory };
-  }
-  const reason = end === 'stalled' ? 'stalled' : 'timeout';
-  let requestedNow = o.requested;
-  if (o.onFailure === 'settle') requestedNow = await settle(client, target, alias, o);
+  // The machine settled requested already (onFailure 'settle'), or left it.
+  const { why: reason, current, requestedNow } = a;
   o.op(`resize ${reason === 'stalled' ? 'stalled' : 'timed out'}`, {
     requested: o.requested,
-    current: now.current,
+    current,
     requestedNow,
   });
   const what =
     reason === 'stalled'
-      ? `stopped moving at ${now.current} MiB`
-      : `had reached ${now.current} MiB at the deadline (${Math.round(o.timeoutMs / 1000)} s)`;
+      ? `stopped moving at ${current} MiB`
+      : `had reached ${current} MiB at the deadline (${Math.round(o.timeoutMs / 1000)} s)`;
   throw new VirtError(
     'hotunplug',
     reason,
     `virtio-mem ${alias} ${what}, requested ${o.requested} MiB; requested is now ${requestedNow} MiB` +
       (o.onFailure === 'keep' ? ' (the guest keeps trying)' : ''),
-    { alias, requested: o.requested, current: now.current, requestedNow, onFailure: o.onFailure },
+    { alias, requested: o.requested, current, requestedNow, onFailure: o.onFailure },
   );
-}
-
-/** Sets `requested` to where the device is, so the guest stops trying; returns it (MiB). */
-async function settle(
-  client: LibvirtApi,
-  target: ResizeTarget,
-  alias: string,
-  o: ResizeOptions,
-): Promise<number> {
-  const vm = await target.reload().catch(() => undefined);
-  const dev = vm?.dom.virtioMem.filter(isLiveVirtioMem).find((v) => v.alias === alias);
-  if (!vm?.active || !dev) return o.requested;
-  // current is always a whole number of blocks (the guest plugs blocks).
-  const to = Math.floor(dev.currentKiB / dev.blockKiB) * dev.blockKiB;
-  try {
-    await client.updateDeviceFlags(vm.ref, resizeXml(dev, to / 1024), DomainAffect.LIVE);
-  } catch (err) {
-    o.op('warning: could not settle requested to current', libvirtDetails(err));
-    return dev.requested;
-  }
-  await target.reload().catch(() => undefined);
-  return to / 1024;
 }

@@ -17,7 +17,7 @@ export interface VirtioMemStep {
 }
 
 export function hasVirtioMem(target: ResizeTarget): boolean {
-  const vm = target.record();
+  const vm = target.require();
   return vm.active && vm.dom.virtioMem.some(isLiveVirtioMem);
 }
 
@@ -28,7 +28,7 @@ export async function resizeVirtioMemTo(
   o: { timeoutMs: number; stallMs: number; op: OpLog },
 ): Promise<VirtioMemStep> {
   const step: VirtioMemStep = { resized: [], failed: [] };
-  const vm = target.record();
+  const vm = target.require();
   const plan = planVirtioMem(vm.dom.memory, targetMiB, vm.dom.virtioMem.filter(isLiveVirtioMem));
   o.op('planned virtio-mem', { memory: vm.dom.memory, target: targetMiB, resize: plan });
   for (const p of plan) {

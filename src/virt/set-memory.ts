@@ -77,7 +77,7 @@ export async function setMemoryNow(
     );
   }
   // virtio-mem devices reach exact sizes: DIMMs first, virtio-mem takes the remainder (virtio-mem-plan.ts).
-  const target: ResizeTarget = { uuid: before.uuid, record: () => w.require(), reload: () => w.reload() };
+  const target: ResizeTarget = w;
   const withVirtio = hasVirtioMem(target);
   const virtioMoves =
     withVirtio &&
@@ -225,7 +225,7 @@ function planFor(
       return {
         alias: d.alias,
         size: d.size,
-        state: deviceState(vm, d.alias),
+        state: deviceState(vm, d.alias) === 'unplugging' ? 'unplugging' : 'plugged',
         hotplugged: isHotplugged(vm, d.alias),
         ...(zone ? { zone } : {}),
       };

@@ -28,7 +28,8 @@ export class SizeChangeNotifier {
       slot = { last: Number.NEGATIVE_INFINITY, pending: undefined, sent: undefined, timer: undefined };
       this.slots.set(key, slot);
     }
-    if (slot.sent && slot.sent.requested === ev.requested && slot.sent.current === ev.current) {
+    const s = slot.sent;
+    if (s && s.requested === ev.requested && s.current === ev.current && s.late === ev.late) {
       slot.pending = undefined;
       return;
     }

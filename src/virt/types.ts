@@ -13,7 +13,7 @@ export type VmStatus =
   | 'WaitForLaunch'
   | 'Unknown';
 
-export type DeviceState = 'plugged' | 'unplugging';
+export type DeviceState = 'plugged' | 'unplugging' | 'resizing';
 
 export interface VmStatsDevice {
   model: 'dimm' | 'virtio-mem';
@@ -25,8 +25,8 @@ export interface VmStatsDevice {
   slot: number;
   /** '' for a virtio-mem device. */
   base: string;
-  /** A DIMM is 'plugged' or 'unplugging'; a virtio-mem device 'plugged' or 'resizing' (current != requested). */
-  state: DeviceState | 'resizing';
+  /** A DIMM is 'plugged' or 'unplugging'; a virtio-mem device 'plugged' or 'resizing' (the lifecycle machine's phase). */
+  state: DeviceState;
   /** virtio-mem only, MiB: the size asked of the guest, what it has plugged, the step. */
   requested?: number;
   current?: number;
@@ -119,6 +119,19 @@ export interface MemoryDeviceSizeChangedEvent {
   alias: string;
   requested: number;
   current: number;
+  /** The end of a resize whose call was no longer waiting (the daemon restarted, or `keep` after a failure). */
+  late?: true;
+}
+
+/** A resize nobody waited for any more stopped short (MiB). */
+export interface MemoryDeviceResizeFailedEvent {
+  alias: string;
+  reason: 'timeout' | 'stalled';
+  requested: number;
+  current: number;
+  /** requested after it: current when settled, the request when kept. */
+  requestedNow: number;
+  late: true;
 }
 
 export interface VmManagerEvents {
@@ -126,4 +139,5 @@ export interface VmManagerEvents {
   deviceRemoved: [string, DeviceRemovedEvent];
   deviceRemovalFailed: [string, DeviceRemovalFailedEvent];
   memoryDeviceSizeChanged: [string, MemoryDeviceSizeChangedEvent];
+  memoryDeviceResizeFailed: [string, MemoryDeviceResizeFailedEvent];
 }

@@ -29,7 +29,8 @@ export function pciAddress(addr: Readonly<Record<string, string>> | null): strin
   return `${hex('domain', 4)}:${hex('bus', 2)}:${hex('slot', 2)}.${hex('function', 1)}`;
 }
 
-export function virtioMemStats(v: ParsedVirtioMem): VmStatsDevice {
+/** The device's VmStats entry; `state` is its lifecycle phase (device-lifecycle.ts). */
+export function virtioMemStats(v: ParsedVirtioMem, state: 'plugged' | 'resizing'): VmStatsDevice {
   return {
     model: 'virtio-mem',
     alias: v.alias ?? '',
@@ -37,7 +38,7 @@ export function virtioMemStats(v: ParsedVirtioMem): VmStatsDevice {
     node: v.node,
     slot: -1,
     base: '',
-    state: v.currentKiB === v.requestedKiB ? 'plugged' : 'resizing',
+    state,
     requested: v.requested,
     current: v.current,
     block: v.block,

@@ -20,13 +20,7 @@ import { unplugOne } from './hotunplug.js';
 import { checkNotMigrating } from './migration-check.js';
 import { guardedObserver, type OperationObserver, observeOperation } from './observer.js';
 import { createOpLog, type OpContext, type OpLog } from './op-context.js';
-import {
-  checkResize,
-  type OnResizeFailure,
-  type ResizeResult,
-  type ResizeTarget,
-  resizeOne,
-} from './resize-memory.js';
+import { checkResize, type OnResizeFailure, type ResizeResult, resizeOne } from './resize-memory.js';
 import { setMemoryNow } from './set-memory.js';
 import type {
   HotplugSpec,
@@ -251,10 +245,9 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     const w = this.registry.requireWorker(uuid);
     checkResize(w.require(), alias, requested);
     this.checkOpen();
-    const target: ResizeTarget = { uuid, record: () => w.require(), reload: () => w.reload() };
     return w.operate(async () => {
       try {
-        return await resizeOne(this.ctx.client, target, alias, {
+        return await resizeOne(this.ctx.client, w, alias, {
           requested,
           timeoutMs: opts.timeoutMs ?? this.opts.resizeTimeoutMs ?? 120_000,
           stallMs: this.opts.resizeStallMs ?? 20_000,

@@ -3,7 +3,7 @@
 // else reads it.
 
 import type { DomainRef, DomainStateInfo } from '../libvirt/types.js';
-import { type DeviceSet, marksOf, phaseOf } from './device-lifecycle.js';
+import { type DeviceSet, marksOf, phaseOf, resizeMarksOf } from './device-lifecycle.js';
 import type { ParsedDimm, ParsedDomain } from './domain-xml.js';
 import type { GuestViews } from './guest-probe.js';
 import type { VmMetadata } from './metadata.js';
@@ -32,7 +32,7 @@ export interface VmRecord {
   nextRunGuaranteed: number | null;
   /** Our live metadata; in memory it is authoritative, libvirt holds the copy. */
   meta: RunFacts;
-  /** The device lifecycle state (device-lifecycle.ts): which DIMMs are being unplugged. */
+  /** The device lifecycle state (device-lifecycle.ts): which DIMMs are being unplugged, which virtio-mem devices resized. */
   devices: DeviceSet;
   /** The runtime id `meta` belongs to (a new boot resets it). */
   metaBootId: number | null;
@@ -50,8 +50,15 @@ export interface VmRecord {
 }
 
 /** What we write into the domain's live metadata. */
-export function metadataOf(vm: VmRecord): VmMetadata & { present: string[] } {
-  return { ...vm.meta, unplugging: marksOf(vm.devices), present: [...vm.devices.present] };
+export function metadataOf(
+  vm: VmRecord,
+): VmMetadata & { present: string[]; resizing: VmMetadata['resizing'] } {
+  return {
+    ...vm.meta,
+    unplugging: marksOf(vm.devices),
+    present: [...vm.devices.present],
+    resizing: resizeMarksOf(vm.devices),
+  };
 }
 
 export function isHotplugged(vm: VmRecord, alias: string): boolean {

@@ -29,6 +29,8 @@ export interface VmRegistryOptions {
   manages?: (domainName: string) => boolean;
   /** Asks guest agents about DIMMs (none: every DIMM's guest view stays unknown). */
   guest?: GuestProber;
+  /** A resize that has not moved for this long is stalled (default 20 s). */
+  resizeStallMs?: number;
 }
 
 async function mapLimit<T>(
@@ -115,6 +117,8 @@ export class VmRegistry {
           },
           reloadCurrent: (r, how) => this.refresh(r, how),
           ...(this.opts.guest ? { guest: this.opts.guest } : {}),
+          sizeChanges: this.sizeChanges,
+          resizeStallMs: this.opts.resizeStallMs ?? 20_000,
         },
       );
       this.workers.set(uuid, w);
@@ -145,16 +149,10 @@ export class VmRegistry {
       if (this.manages(ev.domain))
         this.background(this.refresh(ev.domain), 'refresh after device-added', ev.domain.uuid);
     };
-    // A virtio-mem device moved: memSize and the device's current size follow the live XML.
+    // A virtio-mem device moved: the re-read feeds its sizes to the VM's machine (size-changed).
     l.memoryDeviceSizeChange = (ev) => {
       if (!this.manages(ev.domain)) return;
-      const uuid = ev.domain.uuid.toLowerCase();
-      const refreshed = this.refresh(ev.domain).then((vm) => {
-        const dev = vm?.dom.virtioMem.find((v) => v.alias === ev.alias);
-        if (dev)
-          this.sizeChanges.report(uuid, { alias: ev.alias, requested: dev.requested, current: dev.current });
-      });
-      this.background(refreshed, 'refresh after memory-device size change', uuid);
+      this.background(this.refresh(ev.domain), 'refresh after memory-device size change', ev.domain.uuid);
     };
     l.disconnected = (err) =>
       this.log.warn({ err: err.message }, 'libvirt connection lost; waiting for reconnect');

@@ -23,7 +23,14 @@ export function buildStats(vm: VmRecord): VmStats {
           }),
         )
         .sort((a, b) => a.slot - b.slot)
-        .concat(vm.dom.virtioMem.map(virtioMemStats))
+        .concat(
+          vm.dom.virtioMem.map((v) =>
+            virtioMemStats(
+              v,
+              v.alias !== null && deviceState(vm, v.alias) === 'resizing' ? 'resizing' : 'plugged',
+            ),
+          ),
+        )
     : [];
   const memSize = vm.dom.memory;
   const g = vm.active ? (vm.meta.guaranteedMiB ?? memSize) : (vm.nextRunGuaranteed ?? memSize);

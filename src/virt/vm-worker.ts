@@ -12,7 +12,16 @@
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { DomainAffect, type DomainRef, type LibvirtApi, MetadataType } from '../libvirt/types.js';
-import { type Answer, type DeviceEvent, type Effect, EMPTY, next } from './device-lifecycle.js';
+import {
+  type Answer,
+  type DeviceEvent,
+  type Effect,
+  EMPTY,
+  next,
+  type OnResizeFailure,
+  type ResizeAnswer,
+  type ResizeOutcome,
+} from './device-lifecycle.js';
 import { isUserAlias } from './dimm-xml.js';
 import { withoutDimm } from './domain-xml.js';
 import { VirtError } from './errors.js';
@@ -20,8 +29,10 @@ import type { GuestDimmView, ProbedDimm } from './guest-memory.js';
 import type { GuestProbeLoop, GuestProber, GuestViews } from './guest-probe.js';
 import { isNoDomain, libvirtDetails } from './libvirt-errors.js';
 import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './metadata.js';
+import type { SizeChangeNotifier } from './size-change-notifier.js';
 import { isActive, statusOf } from './status.js';
 import type { VmManagerEvents } from './types.js';
+import { isLiveVirtioMem, resizeXml } from './virtio-mem.js';
 import { mergeHow, type ReloadHow, readDomain, type Snapshot } from './vm-read.js';
 import { metadataOf, presentAliases, type RunFacts, type VmRecord } from './vm-record.js';
 import { buildStats, statsChanged } from './vm-stats.js';
@@ -42,6 +53,20 @@ export interface UnplugRequest {
   recorded: boolean;
 }
 
+/** A waiting resize call's answer, with the VM's memory when it was given. */
+export interface ResizeSettled {
+  answer: ResizeAnswer;
+  memSize: number;
+}
+
+export interface ResizeRequest {
+  /** MiB */
+  requested: number;
+  timeoutMs: number;
+  stallMs: number;
+  onFailure: OnResizeFailure;
+}
+
 export interface WorkerDeps {
   client: LibvirtApi;
   log: Logger;
@@ -52,6 +77,17 @@ export interface WorkerDeps {
   reloadCurrent(ref: DomainRef, how: ReloadHow): Promise<VmRecord | undefined>;
   /** Asks the guest agent about the VM's DIMMs (none: every DIMM stays unknown). */
   guest?: GuestProber;
+  /** virtio-mem size moves, coalesced into memory_device_size_changed (none: not notified). */
+  sizeChanges?: SizeChangeNotifier;
+  /** The stall period of a resize adopted after a restart (memory.resize_stall_timeout; default 20 s). */
+  resizeStallMs?: number;
+}
+
+/** The timers of a resize with a deadline: the deadline, and no move for the stall period. */
+interface ResizeWatch {
+  deadline: NodeJS.Timeout;
+  stall: NodeJS.Timeout;
+  stallMs: number;
 }
 
 const RETRY_FIRST_MS = 200;
@@ -64,6 +100,10 @@ export class VmWorker {
   private ops: Promise<unknown> = Promise.resolve();
   private opsPending = 0;
   private readonly waiters = new Map<string, (s: Settled) => void>();
+  private readonly resizeWaiters = new Map<string, (s: ResizeSettled) => void>();
+  /** Stall periods asked by waiting calls, by alias (others use the configured one). */
+  private readonly stallOf = new Map<string, number>();
+  private readonly watches = new Map<string, ResizeWatch>();
   private applying = false;
   private readonly queued: DeviceEvent[] = [];
   /** Reads of the live XML started so far (their sequence numbers). */
@@ -138,6 +178,28 @@ export class VmWorker {
       ...(guaranteed !== undefined ? { guaranteed } : {}),
     });
     return { answer, marked: marked ?? Promise.resolve(), recorded };
+  }
+
+  /**
+   * A call's request to resize a virtio-mem device to `requested` MiB: the
+   * machine tracks it, the worker's timers give it up at the deadline or
+   * when it stops moving, and the answer says how it ended.
+   */
+  requestResize(alias: string, r: ResizeRequest): Promise<ResizeSettled> {
+    this.require();
+    if (this.resizeWaiters.has(alias)) throw new Error(`already waiting for ${alias} on ${this.uuid}`);
+    const answer = new Promise<ResizeSettled>((resolve) => this.resizeWaiters.set(alias, resolve));
+    const now = Date.now();
+    this.stallOf.set(alias, r.stallMs);
+    this.submit({
+      type: 'resize-requested',
+      alias,
+      since: new Date(now).toISOString(),
+      requested: r.requested,
+      deadline: new Date(now + r.timeoutMs).toISOString(),
+      onFailure: r.onFailure,
+    });
+    return answer;
   }
 
   /** Sets live guaranteed memory; resolves when it is written. */
@@ -226,7 +288,41 @@ export class VmWorker {
     // Keep metadata's list of present DIMMs current (a plug, a removal nobody asked for).
     if (!written && vm.active && vm.metaBootId === vm.ref.id && !samePresent(vm)) written = this.persist();
     if (written && e.type !== 'unplug-requested') this.background(written, 'metadata write');
+    this.syncWatches();
     return written;
+  }
+
+  /** Timers for every resize with a deadline whose wait has not ended; none for the others. */
+  private syncWatches(): void {
+    const tracked = this.vm?.devices.tracked;
+    for (const [alias, w] of this.watches) {
+      const d = tracked?.get(alias);
+      if (d?.phase === 'resizing' && d.deadline !== undefined && !d.ending) continue;
+      clearTimeout(w.deadline);
+      clearTimeout(w.stall);
+      this.watches.delete(alias);
+    }
+    if (!tracked || this.stopped) return;
+    for (const [alias, d] of tracked) {
+      if (d.phase !== 'resizing' || d.deadline === undefined || d.ending || this.watches.has(alias)) continue;
+      const stallMs = this.stallOf.get(alias) ?? this.deps.resizeStallMs ?? 20_000;
+      const gaveUp = (why: 'timeout' | 'stalled') => () =>
+        this.submit({ type: 'resize-gave-up', alias, why });
+      const deadline = setTimeout(gaveUp('timeout'), Math.max(0, Date.parse(d.deadline) - Date.now()));
+      const stall = setTimeout(gaveUp('stalled'), stallMs);
+      deadline.unref();
+      stall.unref();
+      this.watches.set(alias, { deadline, stall, stallMs });
+    }
+  }
+
+  /** The device moved: its stall period starts again. */
+  private moved(alias: string): void {
+    const w = this.watches.get(alias);
+    if (!w) return;
+    clearTimeout(w.stall);
+    w.stall = setTimeout(() => this.submit({ type: 'resize-gave-up', alias, why: 'stalled' }), w.stallMs);
+    w.stall.unref();
   }
 
   private effect(vm: VmRecord, eff: Effect): Promise<void> | undefined {
@@ -275,9 +371,85 @@ export class VmWorker {
         }
         return undefined;
       case 'reread':
-        this.background(this.reload({}), 'refresh after device-removed');
+        this.background(this.reload({}), 'refresh of the live XML');
+        return undefined;
+      case 'resize-answer': {
+        const resolve = this.resizeWaiters.get(eff.alias);
+        if (!resolve) return undefined;
+        this.resizeWaiters.delete(eff.alias);
+        this.stallOf.delete(eff.alias);
+        resolve({ answer: eff.answer, memSize: vm.dom.memory });
+        return undefined;
+      }
+      case 'progress':
+        this.moved(eff.alias);
+        this.deps.sizeChanges?.report(vm.uuid, {
+          alias: eff.alias,
+          requested: eff.requested,
+          current: eff.current,
+        });
+        return undefined;
+      case 'resize-notify':
+        this.resizeEnded(vm, eff.alias, eff.outcome);
+        return undefined;
+      case 'set-requested':
+        this.background(
+          this.setRequested(eff.alias, eff.requested).catch((err: unknown) => {
+            this.deps.log.warn(
+              { vmId: vm.uuid, alias: eff.alias, ...libvirtDetails(err) },
+              'could not settle requested to current',
+            );
+            this.submit({ type: 'settle-failed', alias: eff.alias });
+          }),
+          'settling requested to current',
+        );
         return undefined;
     }
+  }
+
+  /** A resize nobody waited for ended: its last size (late), or its failure. */
+  private resizeEnded(vm: VmRecord, alias: string, o: ResizeOutcome): void {
+    if (o.kind === 'resized') {
+      this.deps.log.info({ vmId: vm.uuid, alias, current: o.current }, 'late resize completed');
+      this.deps.sizeChanges?.report(vm.uuid, {
+        alias,
+        requested: o.requested,
+        current: o.current,
+        late: true,
+      });
+      this.deps.sizeChanges?.flush(vm.uuid, alias);
+      return;
+    }
+    this.deps.log.warn(
+      {
+        vmId: vm.uuid,
+        alias,
+        reason: o.reason,
+        requested: o.requested,
+        current: o.current,
+        requestedNow: o.requestedNow,
+      },
+      'late resize stopped short',
+    );
+    this.deps.sizeChanges?.flush(vm.uuid, alias);
+    this.deps.events.emit('memoryDeviceResizeFailed', vm.uuid, {
+      alias,
+      reason: o.reason,
+      requested: o.requested,
+      current: o.current,
+      requestedNow: o.requestedNow,
+      late: true,
+    });
+  }
+
+  /** Asks libvirt for `requested` MiB on a virtio-mem device (a settle nobody waits for), then re-reads. */
+  private async setRequested(alias: string, requested: number): Promise<void> {
+    const vm = this.vm;
+    const dev = vm?.dom.virtioMem.filter(isLiveVirtioMem).find((v) => v.alias === alias);
+    if (!vm?.active || !dev) throw new Error(`no virtio-mem device ${alias} on a running VM`);
+    await this.deps.client.updateDeviceFlags(vm.ref, resizeXml(dev, requested), DomainAffect.LIVE);
+    // The re-read shows libvirt took it (size-changed); a failed one is retried by reload.
+    await this.reload({}).catch(() => undefined);
   }
 
   // ---- reloads ----
@@ -340,6 +512,11 @@ export class VmWorker {
     this.stopped = true;
     this.cancelRetry();
     this.guestLoop?.stop();
+    for (const w of this.watches.values()) {
+      clearTimeout(w.deadline);
+      clearTimeout(w.stall);
+    }
+    this.watches.clear();
   }
 
   get metaWrite(): Promise<void> {
@@ -406,6 +583,8 @@ export class VmWorker {
     } else if (!wasActive || vm.metaBootId !== vm.ref.id) {
       this.adoptRun(vm, definition);
     } else {
+      // Sizes first: the stats the re-read publishes carry each device's phase for its new sizes.
+      for (const v of virtioSizes(dom)) this.submit({ type: 'size-changed', ...v });
       this.submit({ type: 'observed', present: presentAliases(dom) });
     }
     return vm;
@@ -447,7 +626,7 @@ export class VmWorker {
     vm.issuedPresent = null;
     this.deps.log.info({ vmId: vm.uuid, bootDimms: present }, 'VM started: recorded boot-time DIMMs');
     // `booted` persists the new run's metadata.
-    this.submit({ type: 'booted', present });
+    this.submit({ type: 'booted', present, virtio: virtioSizes(vm.dom) });
   }
 
   /** A run we did not see start (restart recovery, first sight): take its metadata and marks. */
@@ -484,6 +663,8 @@ export class VmWorker {
       present,
       marks: md.unplugging,
       ...(md.present ? { recorded: md.present } : {}),
+      virtio: virtioSizes(vm.dom),
+      ...(md.resizing ? { resizeMarks: md.resizing } : {}),
     });
     if (write && !written) this.background(this.persist(), 'metadata write');
   }
@@ -563,6 +744,13 @@ function probedDimms(vm: VmRecord): ProbedDimm[] {
   return vm.dom.dimms.flatMap((d) =>
     d.alias !== null && d.base ? [{ alias: d.alias, base: d.base, size: d.size }] : [],
   );
+}
+
+/** The live XML's virtio-mem devices and their sizes (MiB), for the machine. */
+function virtioSizes(dom: VmRecord['dom']): { alias: string; requested: number; current: number }[] {
+  return dom.virtioMem
+    .filter(isLiveVirtioMem)
+    .map((v) => ({ alias: v.alias, requested: v.requested, current: v.current }));
 }
 
 /** Metadata's list of present DIMMs (as last issued) matches the live XML. */

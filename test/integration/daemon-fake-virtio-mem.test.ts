@@ -102,12 +102,14 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect([e.code, e.reason]).toEqual([85, 'vm-gone']);
   });
 
-  it('a resize in flight when the daemon is killed: the restarted daemon shows it resizing and reports its completion', async () => {
+  it('a resize in flight when the daemon is killed: the restarted daemon adopts its mark, shows it resizing and reports its completion late', async () => {
     const { c, uuid } = await setup({ mode: 'follow', stepMiB: 8, stepMs: 400 }, 30);
     void c
       .call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 256, timeout: 300 })
       .catch(() => undefined);
     await c.waitForNotification((n) => n.method === `|virt|memory_device_size_changed|${uuid}`);
+    // Still pending after a second: recorded in metadata for a restart.
+    await fd?.daemon.waitForLog((l) => l.msg === 'marked resizing', 10_000);
     await c.close();
     await fd?.daemon.kill();
     fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 30\n' });
@@ -125,7 +127,8 @@ describe('VM.resizeMemoryDevice on the fake', () => {
           (n.params as { current: number }).current === 256,
         30_000,
       );
-      expect(done.params).toEqual({ alias: 'ua-vm0', requested: 256, current: 256 });
+      // Nobody waits for it any more: its end is an outcome, marked late.
+      expect(done.params).toEqual({ alias: 'ua-vm0', requested: 256, current: 256, late: true });
       const final = await c2.waitForNotification(
         (n) =>
           n.method === `|virt|VM_status|${uuid}` &&
@@ -135,6 +138,50 @@ describe('VM.resizeMemoryDevice on the fake', () => {
         state: 'plugged',
         current: 256,
       });
+    } finally {
+      await c2.close();
+    }
+  });
+
+  it('a guest that goes silent across a restart: the adopted resize stalls after it, reported late with the true current and settled', async () => {
+    const { c, uuid } = await setup({ mode: 'silent' }, 30);
+    void c
+      .call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 256, timeout: 300 })
+      .catch(() => undefined);
+    await fd?.daemon.waitForLog((l) => l.msg === 'marked resizing', 10_000);
+    await c.close();
+    await fd?.daemon.kill();
+    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 256, currentMiB: 0 }]);
+    fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 1\n' });
+    const c2 = await Client.connect(fd.daemon.url);
+    try {
+      const n = await c2.waitForNotification(
+        (x) => x.method === `|virt|memory_device_resize_failed|${uuid}`,
+        30_000,
+      );
+      expect(n.params).toEqual({
+        alias: 'ua-vm0',
+        reason: 'stalled',
+        requested: 256,
+        current: 0,
+        requestedNow: 0,
+        late: true,
+      });
+      // Settled before it was told: the guest is no longer asked for what it cannot do.
+      expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+      const [s] = await c2.call<Stats[]>('VM.getStats', { vmID: uuid });
+      expect(s?.memoryDevices[0]).toMatchObject({ state: 'plugged', requested: 0, current: 0 });
+      // The mark is gone: another restart reports nothing again.
+      await c2.close();
+      await fd.daemon.kill();
+      fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 1\n' });
+      const c3 = await Client.connect(fd.daemon.url);
+      try {
+        const events = await c3.call<{ events: { method: string }[] }>('Host.getEvents', { since: 0 });
+        expect(events.events.filter((e) => e.method.includes('memory_device'))).toEqual([]);
+      } finally {
+        await c3.close();
+      }
     } finally {
       await c2.close();
     }

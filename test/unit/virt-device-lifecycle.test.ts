@@ -253,7 +253,7 @@ describe('device lifecycle: exact effects and states', () => {
     }).state;
 
   it('records who asked, when, and nothing it was not given', () => {
-    expect(EMPTY).toStrictEqual({ present: [], tracked: new Map() });
+    expect(EMPTY).toStrictEqual({ present: [], tracked: new Map(), sizes: new Map() });
     expect(requested().tracked.get('ua-a')).toStrictEqual({
       phase: 'unplug-requested',
       since: T0,

@@ -91,3 +91,32 @@ describe('vmhostd metadata fragment', () => {
     );
   });
 });
+
+describe('vmhostd metadata: resize marks', () => {
+  it('round-trip (with and without a deadline), are absent when none, and a mark missing what a restart needs is ignored', () => {
+    const md: VmMetadata = {
+      ...emptyMetadata(),
+      resizing: [
+        {
+          alias: 'ua-v"0',
+          since: '2026-01-01T00:00:00.000Z',
+          requested: 512,
+          deadline: '2026-01-01T00:02:00.000Z',
+          onFailure: 'settle',
+        },
+        { alias: 'virtiomem1', since: '2026-01-01T00:00:00.000Z', requested: 0, onFailure: 'keep' },
+      ],
+    };
+    expect(parseMetadata(buildMetadata(md))).toEqual(md);
+    expect(buildMetadata({ ...emptyMetadata(), resizing: [] })).toBe('<vm/>');
+    expect(parseMetadata('<vm/>')).not.toHaveProperty('resizing');
+    const bad = parseMetadata(
+      '<vm><resizing><device alias="a" since="t" requested="x" onFailure="keep"/>' +
+        '<device alias="b" since="t" requested="2" onFailure="maybe"/>' +
+        '<device alias="c" requested="2" onFailure="keep"/>' +
+        '<device alias="d" since="t" requested="2" deadline="soon" onFailure="keep"/>' +
+        '<device alias="e" since="t" requested="2" onFailure="keep"/></resizing></vm>',
+    );
+    expect(bad.resizing).toEqual([{ alias: 'e', since: 't', requested: 2, onFailure: 'keep' }]);
+  });
+});

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { LibvirtApi } from '../../src/libvirt/types.js';
+import { SizeChangeNotifier } from '../../src/virt/size-change-notifier.js';
 import type { VmManagerEvents } from '../../src/virt/types.js';
 import { VmWorker } from '../../src/virt/vm-worker.js';
 
@@ -28,6 +29,8 @@ function worker(): VmWorker {
       events: new EventEmitter<VmManagerEvents>(),
       detach: () => {},
       reloadCurrent: async () => undefined,
+      sizeChanges: new SizeChangeNotifier(() => {}),
+      resizeStallMs: 20_000,
     },
   );
 }
