@@ -100,7 +100,10 @@ export async function spawnDaemon(
   opts: { nodeArgs?: string[]; args?: string[]; readyTimeoutMs?: number; keepLogs?: boolean } = {},
 ): Promise<BenchDaemon> {
   const entry = await buildDaemon();
+  // BENCH_DAEMON_NODE_ARGS: extra node flags for every bench daemon (e.g. --cpu-prof), for profiling a whole bench.
+  const extra = process.env.BENCH_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const args = [
+    ...extra,
     ...(opts.nodeArgs ?? []),
     entry,
     '--listen',

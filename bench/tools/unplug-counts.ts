@@ -4,8 +4,9 @@
 // builds (bench/tools/count-preload.mjs), WebSocket messages the client
 // receives, and the daemon's CPU time; with --strace also its system calls
 // (strace -c -f, which slows it: read the counts, not the times).
-// usage: node --import tsx bench/tools/unplug-counts.ts [N] [--concurrent] [--strace] [--cpu-prof]
+// usage: node --import tsx bench/tools/unplug-counts.ts [N] [--concurrent] [--strace] [--cpu-prof] [--release-ms MS] [--vms V]
 //   --concurrent: the N unplugs at once on N VMs over 8 connections (else one at a time)
+//   --release-ms: the fake's guests release after MS (default 0: at once); --vms: VMs on the fake (at least those needed)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,9 +21,19 @@ const concurrent = process.argv.includes('--concurrent');
 const strace = process.argv.includes('--strace');
 const preload = fileURLToPath(new URL('./count-preload.mjs', import.meta.url));
 const CONNS = concurrent ? 8 : 1;
-const vmsNeeded = concurrent ? n : Math.ceil(n / 4);
+const opt = (name: string): number | undefined => {
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : Number(process.argv[i + 1]);
+};
+const releaseMs = opt('--release-ms') ?? 0;
+const vmsNeeded = Math.max(concurrent ? n : Math.ceil(n / 4), opt('--vms') ?? 0);
 // Half the DIMMs for the warm-up, half measured.
-const fake = await startFakeProcess({ vms: vmsNeeded, dimms: 8, eventDelayMs: 0, eventBeforeReply: true });
+const fake = await startFakeProcess({
+  vms: vmsNeeded,
+  dimms: 8,
+  eventDelayMs: releaseMs,
+  eventBeforeReply: true,
+});
 const profDir = mkdtempSync(join(tmpdir(), 'vmhostd-prof-'));
 const prof = process.argv.includes('--cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
 const daemon = await spawnDaemon(fake, { nodeArgs: [`--import=${preload}`, ...prof] });
@@ -64,7 +75,9 @@ const call = (i: number, params: Record<string, unknown>) =>
 const unplugs = async (dimmBase: number) => {
   if (concurrent) {
     for (let k = 0; k < 4; k++) {
-      await Promise.all(fake.vms.map((vm, i) => call(i, unplugParams(vm, vm.dimms[dimmBase + k]!))));
+      await Promise.all(
+        fake.vms.slice(0, n).map((vm, i) => call(i, unplugParams(vm, vm.dimms[dimmBase + k]!))),
+      );
     }
     return;
   }

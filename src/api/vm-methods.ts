@@ -28,10 +28,16 @@ function sameVm(vmID: string, vmId: string): void {
   }
 }
 
-/** An operation id ties the request's log lines to the VM manager's step lines. */
+/**
+ * An operation id ties the request's "rpc call" line to the VM manager's
+ * step lines. It rides on that one line rather than a line of its own (an
+ * unplug logs two lines at info, not three: log lines are a large share of
+ * its CPU, bench/README.md).
+ */
 function opIdOf(ctx: MethodContext): string {
   const opId = `op-${randomUUID().slice(0, 8)}`;
-  ctx.log.info({ opId, requestId: ctx.requestId, connectionId: ctx.connectionId }, 'operation accepted');
+  ctx.logFields = { ...ctx.logFields, opId };
+  ctx.log.debug({ opId, requestId: ctx.requestId, connectionId: ctx.connectionId }, 'operation accepted');
   return opId;
 }
 

@@ -413,6 +413,7 @@ export class Dispatcher {
     const spec = entry.spec;
     const params = rawParams === undefined ? {} : rawParams;
     let outcome: Outcome;
+    let ctx: MethodContext | undefined;
     if (Array.isArray(params)) {
       outcome = {
         ok: false,
@@ -439,7 +440,7 @@ export class Dispatcher {
       const log = caller.log.isLevelEnabled('debug')
         ? caller.log.child({ method: spec.name, id })
         : caller.log;
-      const ctx: MethodContext = {
+      ctx = {
         requestId: id,
         connectionId: caller.connectionId,
         remote: caller.remote,
@@ -457,7 +458,14 @@ export class Dispatcher {
       const level = spec.logLevel ?? 'info';
       if (level === 'info' || caller.log.isLevelEnabled('debug')) {
         caller.log[level](
-          { method: spec.name, id, durationMs, outcome: 'ok', ...(caller.gone ? { clientGone: true } : {}) },
+          {
+            method: spec.name,
+            id,
+            durationMs,
+            outcome: 'ok',
+            ...ctx?.logFields,
+            ...(caller.gone ? { clientGone: true } : {}),
+          },
           'rpc call',
         );
       }
@@ -474,6 +482,7 @@ export class Dispatcher {
           code: outcome.error.code,
           error: outcome.error.message,
           reason: isRecord(outcome.error.data) ? outcome.error.data.reason : undefined,
+          ...ctx?.logFields,
           ...(caller.gone ? { clientGone: true } : {}),
         },
         'rpc call',

@@ -13,6 +13,8 @@ export interface MethodContext {
   /** "address:port" of the peer. */
   remote: string;
   log: Logger;
+  /** Fields the handler adds to its request's one "rpc call" log line (e.g. the id of the operation it started). */
+  logFields?: Record<string, unknown>;
 }
 
 export interface MethodSpec<P = unknown, R = unknown> {

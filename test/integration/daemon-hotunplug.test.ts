@@ -100,6 +100,13 @@ describe('daemon: hot plug and hot unplug on real guests', () => {
     const firstRemoved = await line('removed', first.alias);
     const secondDetach = await line('detach requested', second.alias);
     expect(daemon.logs.indexOf(secondDetach)).toBeGreaterThan(daemon.logs.indexOf(firstRemoved));
+    // Each request's one "rpc call" line names the operation whose steps its final line holds.
+    const call = await daemon.waitForLog(
+      (l) => l.msg === 'rpc call' && l.method === 'VM.hotunplugMemory' && l.opId === firstRemoved.opId,
+      10_000,
+    );
+    expect(call).toMatchObject({ outcome: 'ok' });
+    expect(typeof firstRemoved.opId).toBe('string');
   });
 
   it('rejects bad input with a clear error naming the field, and changes nothing', async () => {

@@ -25,6 +25,8 @@ describe('rpc dispatch over WebSocket', () => {
     const line = await logs.waitFor((l) => l.method === 'Echo.add' && l.id === r.id);
     expect(line).toMatchObject({ outcome: 'ok', conn: expect.stringMatching(/^c\d+$/), msg: 'rpc call' });
     expect(typeof line.durationMs).toBe('number');
+    // The handler's own fields ride on the same line.
+    expect(line.sum).toBe(42);
   });
 
   it('logs cheap methods marked logLevel debug only at debug', async () => {
@@ -161,6 +163,8 @@ describe('rpc dispatch over WebSocket', () => {
   it('an RpcError from a handler is the error object', async () => {
     const r = await client.call('Test.fail', { kind: 'rpc' });
     expect(r.error).toEqual({ code: 85, message: 'guest rejected', data: { reason: 'guest-rejected' } });
+    const line = await logs.waitFor((l) => l.method === 'Test.fail' && l.id === r.id);
+    expect(line).toMatchObject({ msg: 'rpc call', outcome: 'error', code: 85, opId: 'op-rpc' });
   });
 
   it('any other throw is code 100 with a correlation id; the stack only in the log', async () => {

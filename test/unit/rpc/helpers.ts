@@ -245,8 +245,10 @@ export function testMethods(): TestMethodsHandle {
     result: { type: 'integer' },
     errors: [{ code: 100, message: 'unexpected error' }],
     readOnly: true,
-    handler: async (p) => {
+    handler: async (p, ctx) => {
       calls.push({ method: 'Echo.add', params: p });
+      // A handler's fields for its "rpc call" line (as the VM methods add their opId).
+      ctx.logFields = { sum: p.a + p.b };
       return p.a + p.b;
     },
   };
@@ -285,7 +287,8 @@ export function testMethods(): TestMethodsHandle {
       additionalProperties: false,
     },
     result: {},
-    handler: async (p) => {
+    handler: async (p, ctx) => {
+      ctx.logFields = { opId: `op-${p.kind}` };
       if (p.kind === 'rpc')
         throw new RpcError(ErrorCode.HOTUNPLUG_FAILED, 'guest rejected', { reason: 'guest-rejected' });
       if (p.kind === 'bigint') return { n: 1n };
