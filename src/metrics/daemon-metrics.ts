@@ -6,7 +6,13 @@ import { Registry } from 'prom-client';
 import type { LibvirtClientEvents } from '../libvirt/types.js';
 import type { RefusalReason, RpcObserver } from '../rpc/observer.js';
 import type { OperationInfo, OperationObserver } from '../virt/observer.js';
-import type { DeviceRemovalFailedEvent, DeviceRemovedEvent, VmManagerEvents } from '../virt/types.js';
+import type {
+  DeviceRemovalFailedEvent,
+  DeviceRemovedEvent,
+  MemoryDeviceResizeFailedEvent,
+  MemoryDeviceSizeChangedEvent,
+  VmManagerEvents,
+} from '../virt/types.js';
 import { defineMetrics, type MetricSet, type VmSnapshot } from './definitions.js';
 import { OperationsLog } from './operations-log.js';
 import type { HostStatus } from './status.js';
@@ -98,6 +104,7 @@ export class DaemonMetrics {
     unplugFinished: (e) => this.m.unplugDuration.observe({ outcome: e.outcome }, seconds(e.durationMs)),
     guestReleased: (e) => this.m.guestRelease.observe(seconds(e.durationMs)),
     plugFinished: (e) => this.m.plugDuration.observe({ outcome: e.outcome }, seconds(e.durationMs)),
+    resizeFinished: (e) => this.m.resizeDuration.observe({ outcome: e.outcome }, seconds(e.durationMs)),
   };
 
   /** Subscribe before the manager opens, so late removals found at start count. */
@@ -119,11 +126,25 @@ export class DaemonMetrics {
       const vmName = this.vms?.allStats().find((s) => s.vmId === vmId)?.vmName ?? '';
       this.m.vmRejections.inc({ vm_id: vmId, vm_name: vmName });
     };
+    // A resize's late end: its call was gone (a restart, or kept after a failure).
+    const lateResize = (vmId: string, alias: string, outcome: string) => {
+      this.m.lateResizes.inc({ outcome });
+      this.log.record({ operation: 'late-resize', vmId, alias, outcome, durationMs: null });
+    };
+    const onSize = (vmId: string, ev: MemoryDeviceSizeChangedEvent) => {
+      if (ev.late) lateResize(vmId, ev.alias, 'resized');
+    };
+    const onResizeFailed = (vmId: string, ev: MemoryDeviceResizeFailedEvent) =>
+      lateResize(vmId, ev.alias, ev.reason);
     vms.on('deviceRemoved', onRemoved);
     vms.on('deviceRemovalFailed', onFailed);
+    vms.on('memoryDeviceSizeChanged', onSize);
+    vms.on('memoryDeviceResizeFailed', onResizeFailed);
     this.stops.push(() => {
       vms.off('deviceRemoved', onRemoved);
       vms.off('deviceRemovalFailed', onFailed);
+      vms.off('memoryDeviceSizeChanged', onSize);
+      vms.off('memoryDeviceResizeFailed', onResizeFailed);
     });
   }
 
@@ -170,6 +191,7 @@ export class DaemonMetrics {
       byStatus[vm.status] = (byStatus[vm.status] ?? 0) + 1;
       names.set(vm.vmId, vm.vmName);
       for (const d of vm.memoryDevices) {
+        if (d.model === 'virtio-mem') continue;
         if (d.state === 'unplugging') dimms.unplugging++;
         else dimms.plugged++;
       }

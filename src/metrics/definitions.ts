@@ -7,13 +7,16 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 
 /** 10 ms .. 60 s: a cooperative guest releases a DIMM in well under a second, the default timeout is 30 s. */
 export const DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
 
+/** 100 ms .. 5 min: a virtio-mem resize moves about 0.5 GiB/s under TCG; the default deadline is 120 s. */
+export const RESIZE_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300];
+
 export interface VmSnapshot {
   vmId: string;
   vmName: string;
   status: string;
   /** MiB */
   memSize: number;
-  memoryDevices: readonly { state: string }[];
+  memoryDevices: readonly { state: string; model?: string }[];
 }
 
 /** What the state gauges read at each scrape. */
@@ -36,6 +39,8 @@ export interface MetricSet {
   unplugDuration: Histogram<'outcome'>;
   guestRelease: Histogram;
   plugDuration: Histogram<'outcome'>;
+  resizeDuration: Histogram<'outcome'>;
+  lateResizes: Counter<'outcome'>;
   operations: Counter<'method' | 'outcome'>;
   lateRemovals: Counter;
   rpcRequests: Counter<'method' | 'code'>;
@@ -79,9 +84,22 @@ export function defineMetrics(registry: Registry, src: GaugeSources, opts: Metri
       buckets: DURATION_BUCKETS,
       registers,
     }),
+    resizeDuration: new Histogram({
+      name: 'vmhostd_resize_duration_seconds',
+      help: 'Resize of one virtio-mem device, from its start in the VM worker to its answer, by outcome (resized, timeout, stalled, vm-gone, libvirt-error, ...).',
+      labelNames: ['outcome'],
+      buckets: RESIZE_BUCKETS,
+      registers,
+    }),
+    lateResizes: new Counter({
+      name: 'vmhostd_late_resizes_total',
+      help: 'virtio-mem resizes that ended after their call was gone (adopted after a restart, or kept after a failure), by outcome (resized, timeout, stalled).',
+      labelNames: ['outcome'],
+      registers,
+    }),
     operations: new Counter({
       name: 'vmhostd_operations_total',
-      help: 'Memory operations answered, by method (hotplug, hotunplug, setMemory) and outcome (ok, partial, or the error reason).',
+      help: 'Memory operations answered, by method (hotplug, hotunplug, setMemory, resize) and outcome (ok, partial, or the error reason).',
       labelNames: ['method', 'outcome'],
       registers,
     }),
@@ -147,6 +165,7 @@ export function defineMetrics(registry: Registry, src: GaugeSources, opts: Metri
       let unplugging = 0;
       for (const vm of src.vms()) {
         for (const d of vm.memoryDevices) {
+          if (d.model === 'virtio-mem') continue;
           if (d.state === 'unplugging') unplugging++;
           else plugged++;
         }
@@ -156,13 +175,32 @@ export function defineMetrics(registry: Registry, src: GaugeSources, opts: Metri
     },
   });
   new Gauge({
+    name: 'vmhostd_virtio_mem_devices',
+    help: 'virtio-mem devices of the managed VMs, by state (plugged, resizing).',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      let plugged = 0;
+      let resizing = 0;
+      for (const vm of src.vms()) {
+        for (const d of vm.memoryDevices) {
+          if (d.model !== 'virtio-mem') continue;
+          if (d.state === 'resizing') resizing++;
+          else plugged++;
+        }
+      }
+      this.set({ state: 'plugged' }, plugged);
+      this.set({ state: 'resizing' }, resizing);
+    },
+  });
+  new Gauge({
     name: 'vmhostd_operations_in_flight',
     help: 'Memory operations accepted and not yet answered (queued or running), by method.',
     labelNames: ['method'],
     registers,
     collect() {
       this.reset();
-      for (const method of ['hotplug', 'hotunplug', 'setMemory']) this.set({ method }, 0);
+      for (const method of ['hotplug', 'hotunplug', 'setMemory', 'resize']) this.set({ method }, 0);
       for (const [method, n] of src.inFlight()) this.set({ method }, n);
     },
   });

@@ -5,7 +5,7 @@
 
 import { VirtError } from './errors.js';
 
-export type OperationName = 'hotplug' | 'hotunplug' | 'setMemory';
+export type OperationName = 'hotplug' | 'hotunplug' | 'setMemory' | 'resize';
 
 export interface OperationInfo {
   operation: OperationName;
@@ -32,6 +32,15 @@ export interface PlugFinished {
   durationMs: number;
 }
 
+/** How one virtio-mem device's resize ended: 'resized' or its reason (timeout, stalled, vm-gone, ...). */
+export interface ResizeFinished {
+  vmId: string;
+  alias: string;
+  outcome: string;
+  /** From the resize's start inside the VM's worker to its answer (a settle included). */
+  durationMs: number;
+}
+
 export interface OperationObserver {
   /** A call was accepted (queued behind the VM's worker, or running). */
   operationStarted?(op: OperationInfo): void;
@@ -47,6 +56,8 @@ export interface OperationObserver {
   guestReleased?(e: { vmId: string; alias: string; durationMs: number }): void;
   /** One DIMM's hot plug ended. */
   plugFinished?(e: PlugFinished): void;
+  /** One virtio-mem device's resize ended (VM.resizeMemoryDevice, or each of VM.setMemory's). */
+  resizeFinished?(e: ResizeFinished): void;
 }
 
 /** The outcome an operation's error stands for: its VirtError reason, else 'error'. */
@@ -78,6 +89,7 @@ export function guardedObserver(
     unplugFinished: guard('unplugFinished'),
     guestReleased: guard('guestReleased'),
     plugFinished: guard('plugFinished'),
+    resizeFinished: guard('resizeFinished'),
   };
 }
 

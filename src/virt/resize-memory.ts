@@ -18,6 +18,7 @@ import type { ParsedDomain } from './domain-xml.js';
 import { invalid, VirtError } from './errors.js';
 import { MARK_AFTER_MS } from './hotunplug.js';
 import { errMessage, libvirtDetails } from './libvirt-errors.js';
+import { observeDimm } from './observer.js';
 import type { OpLog } from './op-context.js';
 import { checkRequested, isLiveVirtioMem, type LiveVirtioMem, resizeXml } from './virtio-mem.js';
 import type { ResizeRequest, ResizeSettled } from './vm-worker.js';
@@ -50,6 +51,8 @@ export interface ResizeOptions {
   stallMs: number;
   onFailure: OnResizeFailure;
   op: OpLog;
+  /** Told how the resize ended and how long it took (the daemon's metrics). */
+  report?: (outcome: string, durationMs: number) => void;
 }
 
 export interface ResizeResult {
@@ -91,6 +94,18 @@ export async function resizeOne(
   if (!Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0) {
     throw invalid('timeout', '> 0', 'timeout must be positive');
   }
+  const { report } = o;
+  return report
+    ? observeDimm(report, 'resized', () => resize(client, target, alias, o))
+    : resize(client, target, alias, o);
+}
+
+async function resize(
+  client: LibvirtApi,
+  target: ResizeTarget,
+  alias: string,
+  o: ResizeOptions,
+): Promise<ResizeResult> {
   const vm = target.require();
   const dev = checkResize(vm, alias, o.requested);
   const targetKiB = o.requested * 1024;

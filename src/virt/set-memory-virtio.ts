@@ -25,7 +25,12 @@ export async function resizeVirtioMemTo(
   client: LibvirtApi,
   target: ResizeTarget,
   targetMiB: number,
-  o: { timeoutMs: number; stallMs: number; op: OpLog },
+  o: {
+    timeoutMs: number;
+    stallMs: number;
+    op: OpLog;
+    report?: (alias: string, outcome: string, durationMs: number) => void;
+  },
 ): Promise<VirtioMemStep> {
   const step: VirtioMemStep = { resized: [], failed: [] };
   const vm = target.require();
@@ -39,6 +44,7 @@ export async function resizeVirtioMemTo(
         stallMs: o.stallMs,
         onFailure: 'settle',
         op: (s, extra) => o.op(s, { alias: p.alias, ...extra }),
+        ...(o.report ? { report: (outcome: string, ms: number) => o.report?.(p.alias, outcome, ms) } : {}),
       });
       step.resized.push({ alias: r.alias, requested: r.requested, current: r.current });
     } catch (err) {

@@ -110,6 +110,8 @@ export async function setMemoryNow(
       timeoutMs: opts.timeoutMs ?? opts.resize?.timeoutMs ?? ctx.opts.unplugTimeoutMs,
       stallMs: opts.resize?.stallMs ?? 20_000,
       op,
+      report: (alias, outcome, durationMs) =>
+        ctx.observer.resizeFinished({ vmId: w.uuid, alias, outcome, durationMs }),
     });
     changes.resized.push(...step.resized);
     changes.failed.push(...step.failed);

@@ -239,6 +239,16 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     requested: number,
     opts: { timeoutMs?: number; onFailure?: OnResizeFailure; opId?: string } = {},
   ): Promise<ResizeResult> {
+    const info = { operation: 'resize' as const, vmId: vmId.toLowerCase(), alias };
+    return observeOperation(this.ctx.observer, info, () => this.resizeCall(vmId, alias, requested, opts));
+  }
+
+  private async resizeCall(
+    vmId: string,
+    alias: string,
+    requested: number,
+    opts: { timeoutMs?: number; onFailure?: OnResizeFailure; opId?: string },
+  ): Promise<ResizeResult> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('resize', uuid, opts.opId, alias);
     // Bad input is answered at once, not behind other operations on the VM.
@@ -253,6 +263,8 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
           stallMs: this.opts.resizeStallMs ?? 20_000,
           onFailure: opts.onFailure ?? 'settle',
           op,
+          report: (outcome, durationMs) =>
+            this.ctx.observer.resizeFinished({ vmId: uuid, alias, outcome, durationMs }),
         });
       } finally {
         // The device's last size goes out before the VM's final status.

@@ -33,5 +33,7 @@ export async function everyMetricOnce(): Promise<Scrape> {
   o.unplugFinished?.({ vmId: 'a', alias: 'ua-2', outcome: 'removed', durationMs: 10 });
   o.guestReleased?.({ vmId: 'a', alias: 'ua-2', durationMs: 9 });
   o.plugFinished?.({ vmId: 'a', alias: 'ua-3', outcome: 'plugged', durationMs: 10 });
+  o.resizeFinished?.({ vmId: 'a', alias: 'vm0', outcome: 'resized', durationMs: 10 });
+  vms.emit('memoryDeviceSizeChanged', 'a', { alias: 'vm0', requested: 2, current: 2, late: true });
   return Scrape.parse(await metrics.render());
 }

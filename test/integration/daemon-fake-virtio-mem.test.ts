@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VirtioMemBehaviour } from '../fakes/fake-libvirtd.js';
 import type { Stats } from '../helpers/api-types.js';
 import { type FakeDaemon, FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
+import { metricsUrlOf, scrape } from '../helpers/prom-text.js';
 import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
 
 let fake: FakeLibvirtd;
@@ -79,6 +80,11 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect(last.method).toBe(`|virt|VM_status|${uuid}`);
     // VDSM's VM_status shape: {<vmId>: stats, notify_time}.
     expect((last.params as Record<string, Stats>)[uuid]?.memSize).toBe(1024);
+    const m = await scrape(metricsUrlOf(fd!.daemon.url));
+    expect(m.count('vmhostd_resize_duration_seconds', { outcome: 'resized' })).toBe(1);
+    expect(m.value('vmhostd_operations_total', { method: 'resize', outcome: 'ok' })).toBe(1);
+    expect(m.value('vmhostd_virtio_mem_devices', { state: 'plugged' })).toBe(1);
+    expect(m.value('vmhostd_dimms', { state: 'plugged' })).toBe(0);
   });
 
   it('a driver that never moves: stalled after the stall period, current unchanged, requested settled back', async () => {
@@ -89,6 +95,11 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect([e.code, e.reason]).toEqual([85, 'stalled']);
     expect(e.error.data).toMatchObject({ alias: 'ua-vm0', requested: 256, current: 0, requestedNow: 0 });
     expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+    // The metrics observe the resize by its outcome, like an unplug.
+    const m = await scrape(metricsUrlOf(fd!.daemon.url));
+    expect(m.count('vmhostd_resize_duration_seconds', { outcome: 'stalled' })).toBe(1);
+    expect(m.sum('vmhostd_resize_duration_seconds', { outcome: 'stalled' })).toBeGreaterThan(0);
+    expect(m.value('vmhostd_operations_total', { method: 'resize', outcome: 'stalled' })).toBe(1);
   });
 
   it('the VM stops mid-resize: 85 vm-gone at once, not at the deadline', async () => {
@@ -171,6 +182,8 @@ describe('VM.resizeMemoryDevice on the fake', () => {
       expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
       const [s] = await c2.call<Stats[]>('VM.getStats', { vmID: uuid });
       expect(s?.memoryDevices[0]).toMatchObject({ state: 'plugged', requested: 0, current: 0 });
+      const m = await scrape(metricsUrlOf(fd.daemon.url));
+      expect(m.value('vmhostd_late_resizes_total', { outcome: 'stalled' })).toBe(1);
       // The mark is gone: another restart reports nothing again.
       await c2.close();
       await fd.daemon.kill();

@@ -213,3 +213,56 @@ describe('daemon metrics', () => {
     expect(vms.listenerCount('deviceRemoved')).toBe(0);
   });
 });
+
+describe('daemon metrics: virtio-mem resizes', () => {
+  it('observe each resize by outcome and duration, count late ends by outcome, and keep virtio-mem devices out of the DIMM figures', async () => {
+    const { metrics, vms, read } = await setup();
+    const o = metrics.operationObserver;
+    const op: OperationInfo = { operation: 'resize', vmId: 'a', alias: 'vm0' };
+    o.operationStarted?.(op);
+    expect((await read()).value('vmhostd_operations_in_flight', { method: 'resize' })).toBe(1);
+    o.resizeFinished?.({ vmId: 'a', alias: 'vm0', outcome: 'resized', durationMs: 1500 });
+    o.resizeFinished?.({ vmId: 'a', alias: 'vm0', outcome: 'stalled', durationMs: 20_000 });
+    o.operationFinished?.(op, 'stalled', 20_000);
+    vms.emit('memoryDeviceSizeChanged', 'a', { alias: 'vm0', requested: 2, current: 2 });
+    vms.emit('memoryDeviceSizeChanged', 'a', { alias: 'vm0', requested: 4, current: 4, late: true });
+    vms.emit('memoryDeviceResizeFailed', 'a', {
+      alias: 'vm0',
+      reason: 'timeout',
+      requested: 8,
+      current: 4,
+      requestedNow: 4,
+      late: true,
+    });
+    vms.vms = [
+      {
+        ...vm('a', 'Up', []),
+        memoryDevices: [
+          { state: 'plugged', model: 'dimm' },
+          { state: 'resizing', model: 'virtio-mem' },
+          { state: 'plugged', model: 'virtio-mem' },
+        ],
+      },
+    ];
+    const s = await read();
+    expect(s.count('vmhostd_resize_duration_seconds', { outcome: 'resized' })).toBe(1);
+    expect(s.count('vmhostd_resize_duration_seconds', { outcome: 'stalled' })).toBe(1);
+    const buckets = s.buckets('vmhostd_resize_duration_seconds', { outcome: 'resized' });
+    expect([buckets.get(1), buckets.get(2.5)]).toEqual([0, 1]);
+    expect(s.value('vmhostd_operations_total', { method: 'resize', outcome: 'stalled' })).toBe(1);
+    expect(s.value('vmhostd_operations_in_flight', { method: 'resize' })).toBe(0);
+    // A plain move is no outcome; a late end is.
+    expect(s.value('vmhostd_late_resizes_total', { outcome: 'resized' })).toBe(1);
+    expect(s.value('vmhostd_late_resizes_total', { outcome: 'timeout' })).toBe(1);
+    expect(s.value('vmhostd_dimms', { state: 'plugged' })).toBe(1);
+    expect(s.value('vmhostd_virtio_mem_devices', { state: 'resizing' })).toBe(1);
+    expect(s.value('vmhostd_virtio_mem_devices', { state: 'plugged' })).toBe(1);
+    const st = metrics.status();
+    expect(st.dimms).toEqual({ plugged: 1, unplugging: 0 });
+    expect(st.recent.map((r) => [r.operation, r.outcome])).toEqual([
+      ['late-resize', 'timeout'],
+      ['late-resize', 'resized'],
+      ['resize', 'stalled'],
+    ]);
+  });
+});
