@@ -7,8 +7,8 @@
 /** @typedef {{kind: 'busy'|'ok'|'error', text: string, hint?: string}} Note */
 
 export const MOVABLE_HINT =
-  'The guest must online hot-plugged memory as movable: boot it with memhp_default_state=online_movable ' +
-  'or movable_node, or use a udev rule that writes online_movable.';
+  'The guest must online hot-plugged memory as movable: boot it with memhp_default_state=online_movable, ' +
+  'or use a udev rule that writes online_movable (then udevadm control --reload); movable_node alone leaves it offline.';
 
 const REASON_HINTS = {
   'guest-rejected': MOVABLE_HINT,

@@ -6,8 +6,9 @@ import type { RpcCallError } from './errors.js';
 
 export const MOVABLE_HINT =
   'the guest must online hot-plugged memory as movable so it can release it: boot the guest kernel with ' +
-  '`memhp_default_state=online_movable` (or `movable_node`), or add a udev rule in the guest: ' +
-  'SUBSYSTEM=="memory", ACTION=="add", ATTR{state}=="offline", ATTR{state}="online_movable"';
+  '`memhp_default_state=online_movable`, or add a udev rule in the guest ' +
+  '(SUBSYSTEM=="memory", ACTION=="add", ATTR{state}=="offline", ATTR{state}="online_movable", then ' +
+  '`udevadm control --reload`); `movable_node` alone leaves the memory offline (README: Guest requirements)';
 
 export interface Explained {
   message: string;

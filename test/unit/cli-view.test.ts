@@ -159,6 +159,7 @@ describe('error explanations', () => {
     expect(x.hint).toMatch(/memhp_default_state=online_movable/);
     expect(x.hint).toMatch(/movable_node/);
     expect(x.hint).toMatch(/udev rule/);
+    expect(x.hint).toMatch(/udevadm control --reload/);
   });
 
   it('timeout says the removal stays requested', () => {
