@@ -750,12 +750,15 @@ export class RpcServer {
       conn.ws.terminate();
       return false;
     }
-    // Replies ready in the same tick leave in one write: under load the
-    // per-message write syscall, not our code, is the main cost.
+    // Replies and notifications of one turn of the event loop leave in one
+    // write: the per-message write syscall, not our code, is the main cost.
+    // Uncorked in the check phase, after the promise continuations of this
+    // turn: an unplug's device_removed and VM_status (sent as the event is
+    // applied) and its reply (a few microtasks later) go out together.
     if (!conn.corked) {
       conn.corked = true;
       conn.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         conn.corked = false;
         conn.socket.uncork();
       });
