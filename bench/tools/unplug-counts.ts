@@ -72,12 +72,16 @@ const call = (i: number, params: Record<string, unknown>) =>
     pending.set(id, resolve);
     sockets[i % CONNS]!.send(JSON.stringify({ jsonrpc: '2.0', id, method: 'VM.hotunplugMemory', params }));
   });
+// With --vms >= 2N (concurrent), the warm-up runs on the second N VMs and the
+// measurement on the first N, so both see VMs with all 8 DIMMs (a VM's stats,
+// notifications and metadata grow with its DIMMs).
+const separate = concurrent && fake.vms.length >= 2 * n;
 const unplugs = async (dimmBase: number) => {
   if (concurrent) {
+    const vms = separate && dimmBase === 0 ? fake.vms.slice(n, 2 * n) : fake.vms.slice(0, n);
+    const base = separate ? 0 : dimmBase;
     for (let k = 0; k < 4; k++) {
-      await Promise.all(
-        fake.vms.slice(0, n).map((vm, i) => call(i, unplugParams(vm, vm.dimms[dimmBase + k]!))),
-      );
+      await Promise.all(vms.map((vm, i) => call(i, unplugParams(vm, vm.dimms[base + k]!))));
     }
     return;
   }

@@ -19,7 +19,8 @@ export function buildStats(vm: VmRecord): VmStats {
             slot: d.slot ?? -1,
             base: d.base ?? '',
             state: deviceState(vm, d.alias),
-            guest: { ...(vm.guest.get(d.alias) ?? UNKNOWN) },
+            // Frozen views (applyGuest), shared by successive stats, not copied.
+            guest: vm.guest.get(d.alias) ?? UNKNOWN,
           }),
         )
         .sort((a, b) => a.slot - b.slot)
@@ -55,14 +56,22 @@ export function statsChanged(prev: VmStats | undefined, next: VmStats): boolean 
     prev.memGuaranteedSize !== next.memGuaranteedSize ||
     prev.vmName !== next.vmName ||
     prev.balloonActive !== next.balloonActive ||
-    guestOf(prev) !== guestOf(next)
+    !sameGuest(prev, next)
   );
 }
 
 // Not in the hash (engines poll it for device changes, as with VDSM), but a
 // changed answer of the guest is news for clients watching VM_status.
-function guestOf(s: VmStats): string {
-  return s.memoryDevices
-    .map((d) => (d.guest ? `${d.alias}:${d.guest.zone}:${d.guest.online}` : ''))
-    .join(',');
+function sameGuest(a: VmStats, b: VmStats): boolean {
+  const x = a.memoryDevices;
+  const y = b.memoryDevices;
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) {
+    const p = x[i]!;
+    const q = y[i]!;
+    if (p.alias !== q.alias || p.guest?.zone !== q.guest?.zone || p.guest?.online !== q.guest?.online) {
+      return false;
+    }
+  }
+  return true;
 }

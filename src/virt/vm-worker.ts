@@ -241,7 +241,7 @@ export class VmWorker {
     // Only answers about the DIMM as it still is (same alias at the same address).
     for (const d of dimms) {
       const v = views.get(d.alias);
-      if (v && now.get(d.alias)?.base === d.base) next.set(d.alias, v);
+      if (v && now.get(d.alias)?.base === d.base) next.set(d.alias, Object.freeze({ ...v }));
     }
     vm.guest = next;
     this.publish();
