@@ -325,6 +325,15 @@ export const ResizeResult = Type.Object(
     requested: Type.Integer({ description: 'MiB' }),
     current: Type.Integer({ description: 'MiB, = requested' }),
     memSize: Type.Integer({ description: 'MiB after the resize' }),
+    nextRun: Type.Object(
+      {
+        updated: Type.Boolean({
+          description: 'the next-run definition was in step with the running VM and now asks the same',
+        }),
+        requested: Type.Integer({ description: "MiB the definition's device asks for (its next-boot size)" }),
+      },
+      closed,
+    ),
   },
   closed,
 );

@@ -10,7 +10,7 @@ import { kibToMiB, type ParsedDomain } from './domain-xml.js';
 import { invalid, VirtError } from './errors.js';
 import { errMessage, libvirtDetails } from './libvirt-errors.js';
 import { checkNotMigrating } from './migration-check.js';
-import { updateNextRun } from './next-run.js';
+import { nextRunInStep, updateNextRun } from './next-run.js';
 import { observeDimm } from './observer.js';
 import type { OpContext, OpLog } from './op-context.js';
 import type { HotplugSpec } from './types.js';
@@ -51,7 +51,7 @@ async function plugDimm(
   checkRunning(vm, 'hotplug');
   const plan = planPlug(vm.dom, mem, ctx.opts.dimmAlignmentMiB);
   if (guaranteed !== undefined) checkGuaranteed(guaranteed, vm.dom.memory + mem.size, 'memGuaranteedSize');
-  const nextRunMatch = nextRun && vm.persistent && vm.inactiveMemoryKiB === vm.dom.memoryKiB;
+  const nextRunMatch = nextRun && nextRunInStep(vm);
 
   await attach(ctx, vm, mem, plan, op);
   const after = await confirmAttached(w, plan.alias);

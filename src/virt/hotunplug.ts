@@ -18,7 +18,7 @@ import {
   isRejectedByGuest,
   libvirtDetails,
 } from './libvirt-errors.js';
-import { updateNextRun } from './next-run.js';
+import { nextRunInStep, updateNextRun } from './next-run.js';
 import { observeDimm } from './observer.js';
 import type { OpContext, OpLog } from './op-context.js';
 import { isActive } from './status.js';
@@ -77,7 +77,7 @@ async function unplugDimm(
 ): Promise<{ memSize: number; memGuaranteedSize: number }> {
   const vm = w.require();
   checkUnplugOptions(vm, dimm, o);
-  const nextRunMatch = o.nextRun && vm.persistent && vm.inactiveMemoryKiB === vm.dom.memoryKiB;
+  const nextRunMatch = o.nextRun && nextRunInStep(vm);
   const errors: CallErrors = {};
   const req = w.requestUnplug(dimm.alias, o.guaranteed);
   if (await markDurable(ctx, w, dimm.alias, req, errors, o.op)) {

@@ -71,6 +71,8 @@ export interface MemoryEdit {
    * plugged or unplugged DIMM. What they leave over goes to the largest cell.
    */
   nodeDeltasKiB?: ReadonlyMap<number, number>;
+  /** New `<requested>` (KiB) of virtio-mem devices, by alias: their next-boot size. */
+  requestedKiB?: ReadonlyMap<string, number>;
 }
 
 /** Minimum a NUMA cell may shrink to. */
@@ -126,6 +128,18 @@ export function editInactiveMemory(xml: string, edit: MemoryEdit): string {
       a[`${ATTR}memory`] = String(mem[i]);
       a[`${ATTR}unit`] = 'KiB';
     });
+  }
+
+  for (const [alias, kib] of edit.requestedKiB ?? []) {
+    const dev = findAll(kids(find(top, 'devices') ?? {}), 'memory').find(
+      (d) =>
+        attrs(d)[`${ATTR}model`] === 'virtio-mem' &&
+        attrs(find(kids(d), 'alias') ?? {})[`${ATTR}name`] === alias,
+    );
+    const requested = dev && find(kids(find(kids(dev), 'target') ?? {}), 'requested');
+    if (!requested)
+      throw new Error(`domain XML: no virtio-mem device ${alias} with a <requested> in the definition`);
+    setSizeKiB(requested, kib);
   }
 
   setSizeKiB(memory, edit.totalKiB);

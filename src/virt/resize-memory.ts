@@ -63,6 +63,9 @@ export interface ResizeResult {
   memSize: number;
 }
 
+/** VM.resizeMemoryDevice's answer: the resize, and the device in the next-run definition (next-run.ts, resizeNextRun). */
+export type ResizeCallResult = ResizeResult & { nextRun: { updated: boolean; requested: number } };
+
 /** The device to resize; throws the caller's error (nothing changed) otherwise. Answerable at once. */
 export function checkResize(vm: ResizeView, alias: string, requested: number): LiveVirtioMem {
   if (!vm.active) {

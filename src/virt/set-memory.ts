@@ -13,7 +13,7 @@ import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { libvirtDetails } from './libvirt-errors.js';
 import { checkNotMigrating } from './migration-check.js';
-import { updateNextRun } from './next-run.js';
+import { freshInStep, nextBootKiB, nextRunInStep, updateNextRun } from './next-run.js';
 import type { OpContext, OpLog } from './op-context.js';
 import { bytesToMiB, type MemoryPlan, planMemory } from './planner.js';
 import type { ResizeTarget } from './resize-memory.js';
@@ -66,7 +66,7 @@ export async function setMemoryNow(
     guaranteed: opts.guaranteedBytes === undefined ? undefined : bytesToMiB(opts.guaranteedBytes),
     timeoutMs: opts.timeoutMs ?? ctx.opts.unplugTimeoutMs,
   };
-  const nextRunMatch = before.persistent && before.inactiveMemoryKiB === before.dom.memoryKiB;
+  const nextRunMatch = hasVirtioMem(w) && !opts.dryRun ? await freshInStep(w) : nextRunInStep(before);
   const floor = floorOf(before);
   if (req.requested < floor) {
     throw new VirtError(
@@ -142,9 +142,9 @@ export async function setMemoryNow(
   }
 
   const g = await settleGuaranteed(w, req, op);
-  // Not with virtio-mem: the definition's <memory> counts a device at its maximum and its
-  // next-boot size is its own <requested>, which this call does not change.
-  const nextRun = await nextRunAfter(ctx, w, req, changes, nextRunMatch && !withVirtio, g, op);
+  const nextRun = withVirtio
+    ? await nextRunAfterVirtio(ctx, w, req, changes, nextRunMatch, op)
+    : await nextRunAfter(ctx, w, req, changes, nextRunMatch, g, op);
   const vm = w.require();
   const { unplugged, resized, failed } = changes;
   const result = {
@@ -314,6 +314,44 @@ async function settleGuaranteed(w: VmWorker, req: Request, op: OpLog): Promise<n
 }
 
 /** Next run gets the request itself (unrounded), unless the unplugs all failed. */
+/**
+ * The next-run definition of a VM with virtio-mem devices, when it was in
+ * step: the DIMMs' change goes into `<memory>` (and the NUMA cells, as
+ * plain memory), and each device's `<requested>` follows the live one, so
+ * the next boot gets what the VM has now. Exact to the block, not to the
+ * requested bytes: a device's next-boot size is its `<requested>`.
+ */
+async function nextRunAfterVirtio(
+  ctx: OpContext,
+  w: VmWorker,
+  req: Request,
+  changes: Changes,
+  inStep: boolean,
+  op: OpLog,
+): Promise<SetMemoryResult['nextRun']> {
+  const vm = w.require();
+  const inactive = vm.inactiveMemoryKiB;
+  if (inStep && changes.changed && inactive !== null) {
+    let totalKiB = inactive;
+    for (const d of changes.nodeDeltas.values()) totalKiB += d;
+    const requestedKiB = new Map(
+      vm.dom.virtioMem.flatMap((v) => (v.alias === null ? [] : [[v.alias, v.requestedKiB] as const])),
+    );
+    const nextMiB = kibToMiB(nextBootKiB(vm, totalKiB, requestedKiB));
+    const nextG = Math.min(req.guaranteed ?? vm.nextRunGuaranteed ?? nextMiB, nextMiB);
+    const r = await updateNextRun(ctx.client, vm, totalKiB, changes.nodeDeltas, nextG, op, requestedKiB);
+    if (r) {
+      w.nextRunUpdated(r.inactiveMemoryKiB, r.nextRunGuaranteed, r.inactiveVirtioRequestedKiB);
+      return { updated: true, memory: nextMiB, guaranteed: nextG };
+    }
+  }
+  if (vm.persistent && inactive !== null) {
+    const m = kibToMiB(nextBootKiB(vm, inactive));
+    return { updated: false, memory: m, guaranteed: Math.min(vm.nextRunGuaranteed ?? m, m) };
+  }
+  return { updated: false, memory: vm.dom.memory, guaranteed: vm.stats.memGuaranteedSize };
+}
+
 async function nextRunAfter(
   ctx: OpContext,
   w: VmWorker,

@@ -18,9 +18,10 @@ import {
 import { plugOne } from './hotplug.js';
 import { unplugOne } from './hotunplug.js';
 import { checkNotMigrating } from './migration-check.js';
+import { freshInStep, resizeNextRun } from './next-run.js';
 import { guardedObserver, type OperationObserver, observeOperation } from './observer.js';
 import { createOpLog, type OpContext, type OpLog } from './op-context.js';
-import { checkResize, type OnResizeFailure, type ResizeResult, resizeOne } from './resize-memory.js';
+import { checkResize, type OnResizeFailure, type ResizeCallResult, resizeOne } from './resize-memory.js';
 import { setMemoryNow } from './set-memory.js';
 import type {
   HotplugSpec,
@@ -238,7 +239,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     alias: string,
     requested: number,
     opts: { timeoutMs?: number; onFailure?: OnResizeFailure; opId?: string } = {},
-  ): Promise<ResizeResult> {
+  ): Promise<ResizeCallResult> {
     const info = { operation: 'resize' as const, vmId: vmId.toLowerCase(), alias };
     return observeOperation(this.ctx.observer, info, () => this.resizeCall(vmId, alias, requested, opts));
   }
@@ -248,7 +249,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     alias: string,
     requested: number,
     opts: { timeoutMs?: number; onFailure?: OnResizeFailure; opId?: string },
-  ): Promise<ResizeResult> {
+  ): Promise<ResizeCallResult> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('resize', uuid, opts.opId, alias);
     // Bad input is answered at once, not behind other operations on the VM.
@@ -256,8 +257,10 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     checkResize(w.require(), alias, requested);
     this.checkOpen();
     return w.operate(async () => {
+      // The definition follows only if it was in step before (docs/design.md, "The feature").
+      const inStep = await freshInStep(w);
       try {
-        return await resizeOne(this.ctx.client, w, alias, {
+        const r = await resizeOne(this.ctx.client, w, alias, {
           requested,
           timeoutMs: opts.timeoutMs ?? this.opts.resizeTimeoutMs ?? 120_000,
           stallMs: this.opts.resizeStallMs ?? 20_000,
@@ -266,6 +269,13 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
           report: (outcome, durationMs) =>
             this.ctx.observer.resizeFinished({ vmId: uuid, alias, outcome, durationMs }),
         });
+        return { ...r, nextRun: await resizeNextRun(this.ctx.client, w, alias, inStep, op) };
+      } catch (err) {
+        // Stopped short: the definition follows what the device asks for now (settled or kept).
+        if (err instanceof VirtError && (err.reason === 'timeout' || err.reason === 'stalled')) {
+          err.details.nextRun = await resizeNextRun(this.ctx.client, w, alias, inStep, op);
+        }
+        throw err;
       } finally {
         // The device's last size goes out before the VM's final status.
         this.registry.sizeChanges.flush(uuid, alias);

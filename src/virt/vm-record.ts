@@ -28,6 +28,8 @@ export interface VmRecord {
   dom: ParsedDomain;
   /** Next-run <memory> (KiB) of a persistent domain. */
   inactiveMemoryKiB: number | null;
+  /** `<requested>` (KiB) of the next-run definition's virtio-mem devices, by alias; null when not read. */
+  inactiveVirtioRequestedKiB: ReadonlyMap<string, number> | null;
   /** Guaranteed MiB in the next-run metadata, null when unset. */
   nextRunGuaranteed: number | null;
   /** Our live metadata; in memory it is authoritative, libvirt holds the copy. */

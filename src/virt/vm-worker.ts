@@ -248,8 +248,14 @@ export class VmWorker {
   }
 
   /** Records what updateNextRun wrote into the definition. */
-  nextRunUpdated(inactiveMemoryKiB: number, nextRunGuaranteed: number | null): void {
+  nextRunUpdated(
+    inactiveMemoryKiB: number,
+    nextRunGuaranteed: number | null,
+    inactiveVirtioRequestedKiB?: ReadonlyMap<string, number> | null,
+  ): void {
     if (!this.vm) return;
+    if (inactiveVirtioRequestedKiB !== undefined)
+      this.vm.inactiveVirtioRequestedKiB = inactiveVirtioRequestedKiB;
     this.vm.inactiveMemoryKiB = inactiveMemoryKiB;
     this.vm.nextRunGuaranteed = nextRunGuaranteed;
   }
@@ -559,9 +565,13 @@ export class VmWorker {
     vm.dom = dom;
     if (definition) {
       vm.inactiveMemoryKiB = definition.memoryKiB;
+      vm.inactiveVirtioRequestedKiB = new Map(
+        definition.virtioMem.flatMap((v) => (v.alias === null ? [] : [[v.alias, v.requestedKiB] as const])),
+      );
       vm.nextRunGuaranteed = definition.metadata?.guaranteedMiB ?? null;
     } else if (!persistent) {
       vm.inactiveMemoryKiB = null;
+      vm.inactiveVirtioRequestedKiB = null;
       vm.nextRunGuaranteed = null;
     }
     this.vm = vm;
@@ -600,6 +610,7 @@ export class VmWorker {
       persistent: snap.persistent,
       dom: snap.dom,
       inactiveMemoryKiB: null,
+      inactiveVirtioRequestedKiB: null,
       nextRunGuaranteed: null,
       meta: { guaranteedMiB: null, bootDimms: null },
       devices: EMPTY,

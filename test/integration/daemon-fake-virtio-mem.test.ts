@@ -66,7 +66,13 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     const t0 = performance.now();
     const r = await c.call<Resized>('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 512 });
     const seconds = (performance.now() - t0) / 1000;
-    expect(r).toEqual({ alias: 'ua-vm0', requested: 512, current: 512, memSize: 1024 });
+    expect(r).toEqual({
+      alias: 'ua-vm0',
+      requested: 512,
+      current: 512,
+      memSize: 1024,
+      nextRun: { updated: false, requested: 512 },
+    });
     const notes = c.notifications.slice(mark).filter((n) => n.method.endsWith(uuid));
     const sizes = notes
       .filter((n) => n.method.startsWith('|virt|memory_device_size_changed|'))

@@ -145,7 +145,13 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
       requested: 512,
       timeout: 120,
     });
-    expect(grown).toEqual({ alias: 'ua-vmem0', requested: 512, current: 512, memSize: 256 + 128 + 512 });
+    expect(grown).toEqual({
+      alias: 'ua-vmem0',
+      requested: 512,
+      current: 512,
+      memSize: 256 + 128 + 512,
+      nextRun: { updated: false, requested: 512 },
+    });
     expect(await liveSizes(g)).toEqual({ requested: 512, current: 512 });
     await g.waitForMemTotal((kib) => kib === base + 512 * 1024, 60_000);
     await c.waitForNotification(
@@ -173,7 +179,13 @@ describe('VM.resizeMemoryDevice (real guests)', () => {
       requested: 128,
       timeout: 120,
     });
-    expect(shrunk).toEqual({ alias: 'ua-vmem0', requested: 128, current: 128, memSize: 256 + 128 + 128 });
+    expect(shrunk).toEqual({
+      alias: 'ua-vmem0',
+      requested: 128,
+      current: 128,
+      memSize: 256 + 128 + 128,
+      nextRun: { updated: false, requested: 128 },
+    });
     await g.waitForMemTotal((kib) => kib === base + 128 * 1024, 60_000);
     const stats = await c.stats(g.uuid);
     expect(stats.memSize).toBe(512);

@@ -109,6 +109,8 @@ describe("the engine's memory dict", () => {
     ['specParams size', { specParams: { size: '2x' } }, 'params.params.memory.specParams.size', 'pattern'],
     ['size as string', { size: '256' }, 'params.params.memory.size', 'type'],
     ['unknown field', { guestPath: '/dev/x' }, 'params.params.memory.guestPath', 'additionalProperties'],
+    // Hot plug of a virtio-mem device is not offered (docs/design.md, "Operations").
+    ['virtio-mem model', { model: 'virtio-mem' }, 'params.params.memory.model', 'additionalProperties'],
   ])('refuses a bad %s, naming the field', (_what, patch, field, rule) => {
     const p = schemaProblem({ ...engineDict, ...patch });
     expect(p?.field).toBe(field);

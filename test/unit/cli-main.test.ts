@@ -187,7 +187,13 @@ function stubMethods() {
         }
         dev.requested = p.requested;
         dev.current = p.requested;
-        return { alias: p.alias, requested: p.requested, current: p.requested, memSize: 512 + p.requested };
+        return {
+          alias: p.alias,
+          requested: p.requested,
+          current: p.requested,
+          memSize: 512 + p.requested,
+          nextRun: { updated: false, requested: p.requested },
+        };
       },
     }),
     defineMethod({

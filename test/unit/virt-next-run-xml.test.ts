@@ -38,3 +38,29 @@ describe('editInactiveMemory', () => {
     expect(() => editInactiveMemory(inactive, { totalKiB: 200 * K })).toThrow(RangeError);
   });
 });
+
+describe('editInactiveMemory: virtio-mem', () => {
+  const xml = `<domain type='qemu'><name>n</name><uuid>u</uuid><memory unit='KiB'>1310720</memory>
+    <currentMemory unit='KiB'>1310720</currentMemory>
+    <cpu><numa><cell id='0' cpus='0' memory='262144' unit='KiB'/></numa></cpu>
+    <devices><memory model='virtio-mem'><target><size unit='KiB'>1048576</size><node>0</node>
+    <block unit='KiB'>2048</block><requested unit='KiB'>0</requested></target><alias name='ua-vmem0'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/></memory></devices></domain>`;
+
+  it("sets a device's <requested> (its next-boot size) and keeps <memory> counting it at its maximum", () => {
+    const out = editInactiveMemory(xml, {
+      totalKiB: 1310720,
+      requestedKiB: new Map([['ua-vmem0', 444 * K]]),
+    });
+    const d = parseDomainXml(out);
+    expect(d.memoryKiB).toBe(1310720);
+    expect(d.virtioMem).toMatchObject([{ alias: 'ua-vmem0', requestedKiB: 444 * K, sizeKiB: 1024 * K }]);
+    expect(d.numaCells).toEqual([{ id: 0, memoryKiB: 256 * K }]);
+  });
+
+  it('refuses a device the definition does not have', () => {
+    expect(() =>
+      editInactiveMemory(xml, { totalKiB: 1310720, requestedKiB: new Map([['ua-x', 2 * K]]) }),
+    ).toThrow(/no virtio-mem device ua-x/);
+  });
+});
