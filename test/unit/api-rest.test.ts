@@ -5,7 +5,7 @@ import { Agent, request } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseStringPromise } from 'xml2js';
-import { parseVmBody, RestApi, RestFault } from '../../src/api/rest.js';
+import { forceOf, parseVmBody, RestApi, RestFault } from '../../src/api/rest.js';
 import { RpcError } from '../../src/rpc/errors.js';
 import type { MethodSpec } from '../../src/rpc/method.js';
 import type { RpcServer } from '../../src/rpc/server.js';
@@ -97,6 +97,27 @@ function http(
 
 const PAGE_BODY =
   '<vm><memory>1468006400</memory><memory_policy><guaranteed>943718400</guaranteed></memory_policy></vm>';
+
+describe('REST ?force', () => {
+  it('force=true or force=false once; anything else is a 400 naming the rule', () => {
+    expect(forceOf('/api/vms/x')).toBe(false);
+    expect(forceOf('/api/vms/x?force=true')).toBe(true);
+    expect(forceOf('/api/vms/x?force=false')).toBe(false);
+    for (const bad of ['?force=1', '?force=', '?force=true&force=true', '?force=TRUE']) {
+      const e = (() => {
+        try {
+          forceOf(`/api/vms/x${bad}`);
+        } catch (err) {
+          return err;
+        }
+        return undefined;
+      })();
+      expect(e, bad).toBeInstanceOf(RestFault);
+      expect((e as RestFault).status).toBe(400);
+      expect((e as RestFault).detail).toMatch(/force=true or force=false/);
+    }
+  });
+});
 
 describe('REST PUT /api/vms/{vmId}', () => {
   const logs = new LogCapture();
