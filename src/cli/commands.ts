@@ -234,6 +234,15 @@ async function resize(
   io.stdout.write(
     `Resized ${c.alias} of ${name} ${formatMiB(from)} -> ${formatMiB(Number(r.current))} in ${progress.elapsedS().toFixed(1)} s: memory ${formatMiB(stats.memSize)} -> ${formatMiB(Number(r.memSize))}\n`,
   );
+  const next =
+    r.nextRun && typeof r.nextRun === 'object' ? (r.nextRun as Record<string, unknown>) : undefined;
+  if (next) {
+    io.stdout.write(
+      next.updated === true
+        ? `  next run: ${c.alias} at ${formatMiB(Number(next.requested))}\n`
+        : `  next run: unchanged, ${c.alias} at ${formatMiB(Number(next.requested))} (the definition differed from the running VM, or the VM has none)\n`,
+    );
+  }
   return EXIT.OK;
 }
 

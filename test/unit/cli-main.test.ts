@@ -576,6 +576,7 @@ describe('vm resize and virtio-mem in vm show', () => {
     });
     expect(r.err).toMatch(/resizing ua-vm of demo: 0 MiB -> 512 MiB/);
     expect(r.out).toMatch(/^Resized ua-vm of demo 0 MiB -> 512 MiB in [\d.]+ s: memory 1536 MiB -> 1024 MiB/);
+    expect(r.out).toMatch(/next run: unchanged, ua-vm at 512 MiB/);
   });
 
   it('on a TTY, vm resize draws a live bar with current -> requested, MiB/s and elapsed time', async () => {
