@@ -350,7 +350,9 @@ describe('rpc fuzz', () => {
     expect(problems).toEqual([]);
     expect(seen.violations).toEqual([]);
     // The generator does reach the handler with valid params, so the check above is not vacuous.
-    expect(seen.ok).toBeGreaterThan(10);
+    // About 4% of messages do (21-25 of 600 seen); "more than 10" failed about once in 500 runs
+    // (binomial tail), "at least one" fails with probability 0.96^600 ~ 2e-11.
+    expect(seen.ok).toBeGreaterThan(0);
     for (const [id, n] of replyCount) {
       if (typeof id === 'string' && id.startsWith(ID_PREFIX) && n > 1)
         expect.fail(`id ${id} answered ${n} times`);
