@@ -1,19 +1,9 @@
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
+import { sampleGuestSpec } from '../helpers/sample-data.js';
 import { dimmXml, domainXml, type GuestDomainSpec, guestCmdline } from '../host/domain-xml.js';
 
-const spec: GuestDomainSpec = {
-  name: 'vmhostd-test-x-1',
-  uuid: '3f0c2d9e-8a3b-4c55-9d0e-1a2b3c4d5e6f',
-  kind: 'cooperative',
-  memoryMiB: 512,
-  maxMemoryMiB: 8192,
-  slots: 16,
-  bootDimmsMiB: [],
-  kernelPath: '/k/vmlinuz',
-  initrdPath: '/k/initramfs.cpio.gz',
-  consolePath: '/var/lib/vmhostd-test/x.console.log',
-};
+const spec: GuestDomainSpec = sampleGuestSpec;
 
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@' });
 /** Walks parsed XML: at(tree, 'devices', 'serial', 'source', '@path'). */

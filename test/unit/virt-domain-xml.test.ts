@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../src/virt/domain-xml.js';
-import { domainXml, type GuestDomainSpec } from '../host/domain-xml.js';
+import { sampleGuestSpec } from '../helpers/sample-data.js';
+import { domainXml } from '../host/domain-xml.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/virt/${name}`, import.meta.url), 'utf8');
 
@@ -102,18 +103,7 @@ describe('parseDomainXml', () => {
 });
 
 describe('parseDomainXml: the guest agent channel', () => {
-  const spec: GuestDomainSpec = {
-    name: 'vmhostd-test-x-1',
-    uuid: '3f0c2d9e-8a3b-4c55-9d0e-1a2b3c4d5e6f',
-    kind: 'cooperative',
-    memoryMiB: 512,
-    maxMemoryMiB: 8192,
-    slots: 16,
-    bootDimmsMiB: [],
-    kernelPath: '/k/vmlinuz',
-    initrdPath: '/k/initramfs.cpio.gz',
-    consolePath: '/var/lib/vmhostd-test/x.console.log',
-  };
+  const spec = sampleGuestSpec;
   it('is seen only when a channel targets org.qemu.guest_agent.0', () => {
     expect(parseDomainXml(domainXml({ ...spec, guestAgent: true })).guestAgent).toBe(true);
     expect(parseDomainXml(domainXml(spec)).guestAgent).toBe(false);

@@ -1,16 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { devicesHash } from '../../src/virt/hash.js';
 import type { VmStatsDevice } from '../../src/virt/types.js';
+import { statsDimm } from '../helpers/sample-data.js';
 
-const dev = (alias: string, state: VmStatsDevice['state'] = 'plugged'): VmStatsDevice => ({
-  model: 'dimm',
-  alias,
-  size: 128,
-  node: 0,
-  slot: 1,
-  base: '0x100000000',
-  state,
-});
+const dev = (alias: string, state: VmStatsDevice['state'] = 'plugged'): VmStatsDevice =>
+  statsDimm(alias, { state });
 
 describe('devicesHash', () => {
   it('is stable for the same devices and changes with the set, a state or the size', () => {

@@ -4,21 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import type { VmStats, VmStatsDevice } from '../../src/virt/types.js';
 import { statsChanged } from '../../src/virt/vm-stats.js';
+import { statsDimm } from '../helpers/sample-data.js';
 
 const dimm = (
   alias: string,
   zone: 'movable' | 'normal' | 'unknown' = 'movable',
   online = true,
-): VmStatsDevice => ({
-  model: 'dimm',
-  alias,
-  size: 128,
-  node: 0,
-  slot: 1,
-  base: '0x100000000',
-  state: 'plugged',
-  guest: { online, zone },
-});
+): VmStatsDevice => statsDimm(alias, { guest: { online, zone } });
 
 const stats = (devices: VmStatsDevice[], over: Partial<VmStats> = {}): VmStats => ({
   vmId: 'v',
