@@ -54,6 +54,21 @@ export interface ProbeTarget {
   apply(dimms: readonly ProbedDimm[], views: GuestViews): void;
 }
 
+/** An answering agent's time per command (TCG guest: 3-5 ms measured), with room for a busy host. */
+const PER_COMMAND_MS = 10;
+/** Blocks are at least this big (x86-64: 128 MiB below 64 GiB of memory, larger above). */
+const MIN_BLOCK_MIB = 128;
+
+/**
+ * A probe reads each online block's valid_zones (3 agent commands), so big
+ * DIMMs need more than the base deadline from an agent that answers: the
+ * deadline grows by their block count (64 GiB of DIMMs: +15 s).
+ */
+export function probeDeadlineMs(baseMs: number, dimms: readonly ProbedDimm[]): number {
+  const blocks = dimms.reduce((n, d) => n + Math.ceil(d.size / MIN_BLOCK_MIB), 0);
+  return baseMs + blocks * 3 * PER_COMMAND_MS;
+}
+
 /** The host-wide side: the agent calls, under a cap on concurrent probes. */
 export class GuestProber {
   private inFlight = 0;
@@ -72,9 +87,13 @@ export class GuestProber {
     if (this.inFlight >= this.opts.concurrency) await new Promise<void>((r) => this.queue.push(r));
     this.inFlight++;
     try {
-      // libvirt's wait per agent command stays under the probe's deadline.
+      // libvirt's wait per agent command stays under the base deadline, so a
+      // silent agent is given up on within it whatever the DIMMs' size.
       const agentTimeoutS = Math.max(1, Math.floor(deadlineMs / 1000) - 1);
-      return await probeGuestMemory(this.client, ref, dimms, { deadlineMs, agentTimeoutS });
+      return await probeGuestMemory(this.client, ref, dimms, {
+        deadlineMs: probeDeadlineMs(deadlineMs, dimms),
+        agentTimeoutS,
+      });
     } finally {
       this.inFlight--;
       this.queue.shift()?.();

@@ -8,6 +8,7 @@ import {
   type GuestViews,
   holdsKernelMemory,
   type ProbeTarget,
+  probeDeadlineMs,
 } from '../../src/virt/guest-probe.js';
 
 const ref: DomainRef = { name: 'vm', uuid: '00000000-0000-0000-0000-000000000001', id: 1 };
@@ -178,6 +179,20 @@ describe('guest probe loop', () => {
     a.release();
     const views = await all;
     expect(views).toHaveLength(4);
+  });
+});
+
+describe('probeDeadlineMs', () => {
+  it('grows with the blocks to read (3 agent commands each), from the base deadline', () => {
+    expect(probeDeadlineMs(3000, [])).toBe(3000);
+    expect(probeDeadlineMs(3000, [d1])).toBe(3030);
+    // 64 GiB of DIMMs in 128 MiB blocks: 512 blocks.
+    expect(
+      probeDeadlineMs(3000, [
+        { ...d1, size: 32768 },
+        { ...d2, size: 32768 },
+      ]),
+    ).toBe(3000 + 512 * 30);
   });
 });
 
