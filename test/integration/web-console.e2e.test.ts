@@ -117,6 +117,8 @@ describe('web console (VM Devices view) in headless chromium', () => {
       await row(d.alias).waitFor();
       expect(await row(d.alias).locator('td.alias').textContent()).toBe(d.alias);
       expect(await row(d.alias).locator('td').nth(1).textContent()).toBe(`${d.size} MiB`);
+      // This guest has no agent: the zone it holds the DIMM in is unknown.
+      expect(await row(d.alias).locator('td.zone').textContent()).toBe('unknown');
       expect(await row(d.alias).locator('button.remove').isEnabled()).toBe(true);
     }
     expect(await vm.locator('tbody tr').count()).toBe(2);
