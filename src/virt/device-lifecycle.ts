@@ -115,6 +115,12 @@ export type ResizeAnswer =
       readonly current: number;
       /** requested after it: current when settled, else the request (kept, or the settle refused). */
       readonly requestedNow: number;
+      /**
+       * libvirt could not be re-read after the wait ended: `current` and
+       * `requestedNow` are as last read, and a settle asked for is not known
+       * to have landed. A later re-read reports the end (resize-notify, late).
+       */
+      readonly unconfirmed?: true;
     }
   | { readonly kind: 'failed'; readonly reason: 'device-not-found' | 'libvirt-error' | 'vm-gone' };
 
@@ -193,6 +199,12 @@ export type DeviceEvent =
     }
   /** libvirt refused to settle `requested` to where a stopped resize got (set-requested). */
   | { readonly type: 'settle-failed'; readonly alias: string }
+  /**
+   * A re-read of the live XML failed and none is queued behind it (the
+   * worker retries it): a resize call whose wait ended (ending, or settling)
+   * is answered with the sizes last read. Unplugs need no re-read.
+   */
+  | { readonly type: 'resize-reread-failed' }
   /** The resize's deadline passed, or it has not moved for the stall period (the worker's timers). */
   | { readonly type: 'resize-gave-up'; readonly alias: string; readonly why: 'timeout' | 'stalled' }
   /** A re-read of the live XML: after an event, a reconnect's resync, or any reload. */
@@ -752,6 +764,27 @@ const onSettleFailed: Handler<'settle-failed'> = (s, e) => {
   return settled(s, e.alias, { ...d, settling: d.settling }, z);
 };
 
+const onResizeRereadFailed: Handler<'resize-reread-failed'> = (s) => {
+  const tracked = new Map(s.tracked);
+  const answers: Effect[] = [];
+  let persist = false;
+  for (const [alias, z] of s.sizes) {
+    const d = resizeOf(s, alias);
+    const why = d?.settling?.why ?? d?.ending;
+    if (!d?.waiting || why === undefined) continue;
+    // It stays ending or settling: the next re-read that succeeds tells its end (late).
+    tracked.set(alias, { ...d, waiting: false, marked: true });
+    persist ||= !d.marked;
+    answers.push({
+      type: 'resize-answer',
+      alias,
+      answer: { kind: 'stopped', why, current: z.current, requestedNow: z.requested, unconfirmed: true },
+    });
+  }
+  if (!answers.length) return unchanged(s);
+  return { state: { ...s, tracked }, effects: persist ? [{ type: 'persist' }, ...answers] : answers };
+};
+
 const handlers: { readonly [T in DeviceEvent['type']]: Handler<T> } = {
   'unplug-requested': onUnplugRequested,
   'mark-due': onMarkDue,
@@ -767,6 +800,7 @@ const handlers: { readonly [T in DeviceEvent['type']]: Handler<T> } = {
   'size-changed': onSizeChanged,
   'resize-gave-up': onResizeGaveUp,
   'settle-failed': onSettleFailed,
+  'resize-reread-failed': onResizeRereadFailed,
   observed: onObserved,
   adopted: onAdopted,
   booted: onBooted,

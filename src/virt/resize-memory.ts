@@ -168,22 +168,33 @@ async function resize(
       ...(refused === undefined ? {} : libvirtDetails(refused)),
     });
   }
-  // The machine settled requested already (onFailure 'settle'), or left it.
-  const { why: reason, current, requestedNow } = a;
+  // The machine settled requested already (onFailure 'settle'), or left it;
+  // or libvirt could not be re-read (unconfirmed): the sizes are as last read.
+  const { why: reason, current, requestedNow, unconfirmed } = a;
   o.op(`resize ${reason === 'stalled' ? 'stalled' : 'timed out'}`, {
     requested: o.requested,
     current,
     requestedNow,
+    ...(unconfirmed ? { unconfirmed } : {}),
   });
   const what =
     reason === 'stalled'
       ? `stopped moving at ${current} MiB`
       : `had reached ${current} MiB at the deadline (${Math.round(o.timeoutMs / 1000)} s)`;
+  const now = unconfirmed
+    ? `; libvirt could not be re-read, so these are the sizes last read (requested ${requestedNow} MiB) and the ${o.onFailure === 'settle' ? 'settle' : 'size'} is unconfirmed: the end is notified later (late)`
+    : `; requested is now ${requestedNow} MiB${o.onFailure === 'keep' ? ' (the guest keeps trying)' : ''}`;
   throw new VirtError(
     'hotunplug',
     reason,
-    `virtio-mem ${alias} ${what}, requested ${o.requested} MiB; requested is now ${requestedNow} MiB` +
-      (o.onFailure === 'keep' ? ' (the guest keeps trying)' : ''),
-    { alias, requested: o.requested, current, requestedNow, onFailure: o.onFailure },
+    `virtio-mem ${alias} ${what}, requested ${o.requested} MiB${now}`,
+    {
+      alias,
+      requested: o.requested,
+      current,
+      requestedNow,
+      onFailure: o.onFailure,
+      ...(unconfirmed ? { unconfirmed } : {}),
+    },
   );
 }

@@ -273,7 +273,9 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       } catch (err) {
         // Stopped short: the definition follows what the device asks for now (settled or kept).
         if (err instanceof VirtError && (err.reason === 'timeout' || err.reason === 'stalled')) {
-          err.details.nextRun = await resizeNextRun(this.ctx.client, w, alias, inStep, op);
+          // Unconfirmed (libvirt could not be re-read): the live requested is not known, so the definition is left.
+          const follow = inStep && err.details.unconfirmed !== true;
+          err.details.nextRun = await resizeNextRun(this.ctx.client, w, alias, follow, op);
         }
         throw err;
       } finally {

@@ -108,6 +108,8 @@ export class VmWorker {
   private readonly queued: DeviceEvent[] = [];
   /** Reads of the live XML started so far (their sequence numbers). */
   private readsStarted = 0;
+  /** Reloads asked for and not started yet (a failed read behind which none waits ends resizes' waits). */
+  private readsQueued = 0;
   /** DIMMs libvirt removed (device-removed), with `readsStarted` at that time: reads numbered up to it predate the removal. */
   private readonly dropped = new Map<string, number>();
   private stopped = false;
@@ -464,7 +466,9 @@ export class VmWorker {
   reload(how: ReloadHow = {}, seen?: DomainRef): Promise<VmRecord | undefined> {
     // An event's or a listing's ref carries the current runtime id (a new boot's).
     if (seen && seen.id >= 0) this.ref = { ...this.ref, id: seen.id };
+    this.readsQueued++;
     return this.read(async () => {
+      this.readsQueued--;
       if (this.detached) return this.deps.reloadCurrent(this.ref, how);
       const all = this.retry ? mergeHow(this.retry.how, how) : how;
       let snap: Snapshot;
@@ -476,6 +480,10 @@ export class VmWorker {
         // guest may have hot-plugged DIMMs, so the run is adopted instead.
         const { boot: _boot, ...later } = all;
         this.scheduleRetry(later);
+        // A resize call must not wait for libvirt to come back: it is told
+        // the sizes last read (unless a read queued behind this one may still
+        // succeed), and the retry's read reports the end later.
+        if (this.readsQueued === 0) this.submit({ type: 'resize-reread-failed' });
         throw err;
       }
       this.cancelRetry();

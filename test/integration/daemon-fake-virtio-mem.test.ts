@@ -24,13 +24,17 @@ afterEach(async () => {
   await fake.stop();
 });
 
-async function setup(behaviour: VirtioMemBehaviour, stallS = 1): Promise<{ c: Client; uuid: string }> {
+async function setup(
+  behaviour: VirtioMemBehaviour,
+  stallS = 1,
+  more = '',
+): Promise<{ c: Client; uuid: string }> {
   const ref = fake.addDomain({
     memoryMiB: 512,
     virtioMem: [{ alias: 'ua-vm0', sizeMiB: 2048 }],
     virtioMemBehaviour: behaviour,
   });
-  fd = await startOnFake(fake, { config: `[memory]\nresize_stall_timeout = ${stallS}\n` });
+  fd = await startOnFake(fake, { config: `[memory]\nresize_stall_timeout = ${stallS}\n${more}` });
   c = await Client.connect(fd.daemon.url);
   return { c, uuid: ref.uuid };
 }
@@ -106,6 +110,52 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect(m.count('vmhostd_resize_duration_seconds', { outcome: 'stalled' })).toBe(1);
     expect(m.sum('vmhostd_resize_duration_seconds', { outcome: 'stalled' })).toBeGreaterThan(0);
     expect(m.value('vmhostd_operations_total', { method: 'resize', outcome: 'stalled' })).toBe(1);
+  });
+
+  it('libvirt stops answering re-reads when the resize stalls: the call is answered with the sizes last read (unconfirmed), and the settle is reported late once libvirt answers', async () => {
+    // A read libvirt does not answer fails after the call timeout (1 s here); the
+    // stall period leaves room to stop the reads after the update's re-read.
+    const { c, uuid } = await setup({ mode: 'silent' }, 3, '[libvirt]\ncall_timeout = 1\n');
+    const p = expectRpcError(
+      c.call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 256, timeout: 300 }),
+    );
+    // The re-read after the update showed the new requested; from now on the live XML cannot be read.
+    await c.waitForNotification(
+      (n) =>
+        n.method === `|virt|memory_device_size_changed|${uuid}` &&
+        (n.params as { requested: number }).requested === 256,
+    );
+    fake.stall(true, ['DOMAIN_GET_XML_DESC']);
+    // Before the fix the call waited for a re-read that succeeds: here, for as long as libvirt stays stalled.
+    const e = await p;
+    expect([e.code, e.reason]).toEqual([85, 'stalled']);
+    expect(e.error.data).toMatchObject({
+      alias: 'ua-vm0',
+      requested: 256,
+      current: 0,
+      requestedNow: 256,
+      onFailure: 'settle',
+      unconfirmed: true,
+    });
+    expect(e.error.message).toContain('unconfirmed');
+    // Not settled yet: that needs a re-read of where it stopped.
+    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 256, currentMiB: 0 }]);
+    const [s] = await c.call<Stats[]>('VM.getStats', { vmID: uuid });
+    expect(s?.memoryDevices[0]).toMatchObject({ state: 'resizing', requested: 256, current: 0 });
+    fake.stall(false);
+    // The worker's retry reads it, settles requested at the current, and tells the end.
+    const n = await c.waitForNotification((x) => x.method === `|virt|memory_device_resize_failed|${uuid}`);
+    expect(n.params).toEqual({
+      alias: 'ua-vm0',
+      reason: 'stalled',
+      requested: 256,
+      current: 0,
+      requestedNow: 0,
+      late: true,
+    });
+    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+    const [after] = await c.call<Stats[]>('VM.getStats', { vmID: uuid });
+    expect(after?.memoryDevices[0]).toMatchObject({ state: 'plugged', requested: 0, current: 0 });
   });
 
   it('the VM stops mid-resize: 85 vm-gone at once, not at the deadline', async () => {

@@ -12,7 +12,7 @@ import { LibvirtClient } from '../../src/libvirt/index.js';
 import { DomainXmlFlags, type LibvirtApi } from '../../src/libvirt/types.js';
 import { RpcError } from '../../src/rpc/errors.js';
 import { VirtError } from '../../src/virt/errors.js';
-import type { DeviceRemovedEvent } from '../../src/virt/types.js';
+import type { DeviceRemovedEvent, MemoryDeviceResizeFailedEvent } from '../../src/virt/types.js';
 import { VmManager } from '../../src/virt/vm-manager.js';
 import { FakeLibvirtd } from '../fakes/fake-libvirtd.js';
 import { waitFor } from '../helpers/wait.js';
@@ -49,12 +49,13 @@ async function connect(): Promise<LibvirtClient> {
   return client;
 }
 
-async function manager(api: LibvirtApi, closeTimeoutMs?: number): Promise<VmManager> {
+async function manager(api: LibvirtApi, closeTimeoutMs?: number, resizeStallMs?: number): Promise<VmManager> {
   const vms = await VmManager.start(api, {
     log: pino({ level: process.env.VMHOST_TEST_LOG ?? 'silent' }),
     unplugTimeoutMs: 5_000,
     dimmAlignmentMiB: 128,
     ...(closeTimeoutMs !== undefined ? { closeTimeoutMs } : {}),
+    ...(resizeStallMs !== undefined ? { resizeStallMs } : {}),
   });
   open.push(vms);
   return vms;
@@ -143,6 +144,52 @@ describe('virt holes', () => {
     failXml = false;
     await waitFor('the retried re-read', () => vms.stats(d.uuid).memoryDevices.length === 0);
     expect(vms.stats(d.uuid).memSize).toBe(1024);
+  });
+
+  it('a resize settled after a stall whose re-read fails is answered with the sizes last read, unconfirmed; the retry reports the settle late', async () => {
+    const d = fake.addDomain({
+      memoryMiB: 512,
+      virtioMem: [{ alias: 'ua-vm0', sizeMiB: 1024 }],
+      virtioMemBehaviour: { mode: 'silent' },
+    });
+    let updates = 0;
+    let failXml = false;
+    let failed = 0;
+    const api = intercept(await connect(), (t) => ({
+      // The second update is the settle: libvirt takes it, then cannot be read.
+      updateDeviceFlags: async (...a: Parameters<LibvirtClient['updateDeviceFlags']>) => {
+        await t.updateDeviceFlags(...a);
+        if (++updates === 2) failXml = true;
+      },
+      getXMLDesc: (...a: Parameters<LibvirtClient['getXMLDesc']>) => {
+        if (!failXml) return t.getXMLDesc(...a);
+        failed++;
+        return Promise.reject(new LibvirtConnectionError('injected: connection trouble'));
+      },
+    }));
+    const vms = await manager(api, undefined, 300);
+    const late = new Promise<MemoryDeviceResizeFailedEvent>((resolve) =>
+      vms.once('memoryDeviceResizeFailed', (_id, ev) => resolve(ev)),
+    );
+    const err = await within(failure(vms.resizeMemoryDevice(d.uuid, 'ua-vm0', 256, { timeoutMs: 60_000 })));
+    expect(err).toBeInstanceOf(VirtError);
+    expect((err as VirtError).reason).toBe('stalled');
+    // Where it stopped is known; that requested is 0 now is not (the read after the settle failed).
+    expect((err as VirtError).details).toMatchObject({ current: 0, requestedNow: 256, unconfirmed: true });
+    expect(failed).toBeGreaterThan(0);
+    expect(fake.getVirtioMem(d.uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+    expect(vms.stats(d.uuid).memoryDevices[0]).toMatchObject({ state: 'resizing', requested: 256 });
+    failXml = false;
+    expect(await within(late)).toEqual({
+      alias: 'ua-vm0',
+      reason: 'stalled',
+      requested: 256,
+      current: 0,
+      requestedNow: 0,
+      late: true,
+    });
+    expect(vms.stats(d.uuid).memoryDevices[0]).toMatchObject({ state: 'plugged', requested: 0, current: 0 });
+    expect(updates).toBe(2);
   });
 
   it('a definition that cannot be read is not guessed from: the VM loads once it can be read, its DIMMs classified right', async () => {
