@@ -151,12 +151,15 @@ async function detachAndWait(
       () => null,
       (err: unknown) => ({ err }),
     );
-    // Logged once the call has left: calls of one tick are written on the next
-    // tick (connection.ts), and a watcher acting on this line must find it sent.
-    process.nextTick(() => o.op('detach requested'));
     reportRelease(ctx, w, alias, req.answer);
-    // Shown as unplugging once the detach is on its way (the mark is durable).
-    w.submit({ type: 'detach-requested', alias });
+    // Logged, and shown as unplugging (a VM_status), once the call has left:
+    // calls of one tick are written on the next tick (connection.ts), so a
+    // watcher acting on this line finds it sent, and building and sending
+    // the VM_status does not hold the detach back (0.8 ms on the real guest).
+    process.nextTick(() => {
+      o.op('detach requested');
+      w.submit({ type: 'detach-requested', alias });
+    });
     const first = await Promise.race([detach, req.answer.then(() => 'answered' as const)]);
     if (first === 'answered') return;
     if (first === null) {

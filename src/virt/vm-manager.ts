@@ -208,6 +208,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
         checkNotMigrating(this.ctx.client, w.require(), op),
         opts.force ? undefined : w.probeGuest([first.alias]).then((v) => v.get(first.alias)),
       ]);
+      op('pre-flight done');
       if (view) op('guest probed', { zone: view.zone, online: view.online });
       if (view && holdsKernelMemory(view)) throw notMovable(first.alias, view);
       const dimm = checkUnplug(w.require(), mem);
