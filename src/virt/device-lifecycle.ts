@@ -442,7 +442,8 @@ const onUnplugRequested: Handler<'unplug-requested'> = (s, e) => {
 const onMarkDue: Handler<'mark-due'> = (s, e) => {
   const d = s.tracked.get(e.alias);
   if (!d || d.marked) return unchanged(s);
-  if (d.phase === 'resizing' && d.since === null) return unchanged(s);
+  // An observed resize (only resizes can have no since) is not ours to mark.
+  if (d.since === null) return unchanged(s);
   return {
     state: { ...s, tracked: withDevice(s.tracked, e.alias, { ...d, marked: true }) },
     effects: [{ type: 'persist' }],
@@ -605,7 +606,7 @@ function tell(
   if (d.waiting) {
     return [{ type: 'resize-answer', alias, answer: { kind: 'stopped', why, current, requestedNow } }];
   }
-  if (d.by === 'observed') return [];
+  // Never an observed resize: it has no deadline, so it never ends short.
   const requested = d.settling?.asked ?? d.requested;
   return [
     {
@@ -635,7 +636,8 @@ function stopped(s: DeviceSet, alias: string, d: Resizing, why: 'timeout' | 'sta
   const settling: Resizing = {
     ...rest,
     requested: current,
-    settling: { why, asked: d.requested, ...(d.deadline !== undefined ? { deadline: d.deadline } : {}) },
+    // Ending implies a deadline (resize-gave-up needs one): the mark keeps it, so a restart settles again.
+    settling: { why, asked: d.requested, deadline: d.deadline },
   };
   return {
     state: { ...s, tracked: withDevice(s.tracked, alias, settling) },
@@ -688,7 +690,8 @@ function sized(s0: DeviceSet, alias: string, z: Sizes, report: boolean): Transit
   // Asked for another size behind our back: follow it, unless a call waits for its own.
   const cur: Resizing = !d.waiting && z.requested !== d.requested ? { ...d, requested: z.requested } : d;
   const s1 = cur === d ? s : { ...s, tracked: withDevice(s.tracked, alias, cur) };
-  if (z.current === cur.requested && (cur.waiting || z.requested === cur.requested)) {
+  // (Unless a call waits, cur.requested is z.requested now: reaching it is current == requested.)
+  if (z.current === cur.requested) {
     // A late end is told by its own notification (late: true), not as a plain move.
     const late = !cur.waiting && cur.by !== 'observed';
     return chain({ state: s1, effects: late ? [] : progress }, reached(s1, alias, cur, z));

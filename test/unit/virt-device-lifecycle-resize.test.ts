@@ -12,6 +12,7 @@ import {
   deviceSet,
   type Effect,
   EMPTY,
+  marksOf,
   next,
   type OnResizeFailure,
   phaseOf,
@@ -371,7 +372,7 @@ describe('resizing: transitions', () => {
       requested: 300,
       marked: true,
     });
-    expect(of(again.effects, 'persist')).toHaveLength(1);
+    expect(again.effects).toStrictEqual([{ type: 'persist' }, { type: 'publish' }]);
     // A second request while a call waits is not the machine's to take (the worker refuses it).
     expect(next(again.state, ask(2)).state).toBe(again.state);
   });
@@ -389,6 +390,238 @@ describe('resizing: transitions', () => {
 });
 
 const REREAD_FAILED: DeviceEvent = { type: 'resize-reread-failed' };
+
+// Behaviours the mutation run (Stryker) found no test for.
+describe('resizing: edges', () => {
+  it('unplug marks and resize marks never mix in metadata', () => {
+    const r = run(vm(at(0, 0)), ask(64, 'keep'), { type: 'mark-due', alias: 'vm0' });
+    expect(marksOf(r.state)).toStrictEqual([]);
+    expect(resizeMarksOf(r.state)).toHaveLength(1);
+    const u = run(vm(at(0, 0)), { type: 'unplug-requested', alias: 'ua-d', since: T0 });
+    expect(resizeMarksOf(u.state)).toStrictEqual([]);
+    expect(marksOf(u.state)).toStrictEqual([{ alias: 'ua-d', since: T0 }]);
+  });
+
+  it('restart: a mark never replaces a resize already tracked; a kept mark is adopted without a deadline', () => {
+    const s = run(vm(at(0, 0)), ask(64)).state;
+    const a = next(s, {
+      type: 'adopted',
+      present: ['ua-d'],
+      marks: [],
+      virtio: [{ alias: 'vm0', requested: 0, current: 0 }],
+      resizeMarks: [{ alias: 'vm0', since: T0, requested: 0, onFailure: 'keep' }],
+    });
+    expect(a.state.tracked.get('vm0')).toBe(s.tracked.get('vm0'));
+    expect(of(a.effects, 'resize-notify')).toStrictEqual([]);
+
+    const kept = next(EMPTY, {
+      type: 'adopted',
+      present: [],
+      marks: [],
+      virtio: [{ alias: 'vm0', requested: 256, current: 100 }],
+      resizeMarks: [{ alias: 'vm0', since: T0, requested: 256, onFailure: 'keep' }],
+    });
+    expect(kept.state.tracked.get('vm0')).toStrictEqual({
+      phase: 'resizing',
+      since: T0,
+      by: 'adopted',
+      waiting: false,
+      requested: 256,
+      onFailure: 'keep',
+      marked: true,
+    });
+    expect(next(kept.state, { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' }).effects).toStrictEqual(
+      [],
+    );
+  });
+
+  it('restart: dropping a gone device’s mark and ending another resize cost one metadata write', () => {
+    const a = next(EMPTY, {
+      type: 'adopted',
+      present: [],
+      marks: [],
+      virtio: [{ alias: 'vm0', requested: 256, current: 256 }],
+      resizeMarks: [
+        { alias: 'vm0', since: T0, requested: 256, deadline: DL, onFailure: 'settle' },
+        { alias: 'vm9', since: T0, requested: 2, onFailure: 'keep' },
+      ],
+    });
+    expect(of(a.effects, 'persist')).toHaveLength(1);
+    expect(of(a.effects, 'resize-notify')).toHaveLength(1);
+    expect(resizeMarksOf(a.state)).toStrictEqual([]);
+  });
+
+  it('restart: a mark whose requested libvirt no longer asks follows it, and the mark is rewritten', () => {
+    const a = next(EMPTY, {
+      type: 'adopted',
+      present: [],
+      marks: [],
+      virtio: [{ alias: 'vm0', requested: 200, current: 100 }],
+      resizeMarks: [{ alias: 'vm0', since: T0, requested: 256, deadline: DL, onFailure: 'settle' }],
+    });
+    expect(of(a.effects, 'persist')).toHaveLength(1);
+    expect(a.state.tracked.get('vm0')).toMatchObject({ by: 'adopted', requested: 200 });
+    expect(resizeMarksOf(a.state)).toStrictEqual([
+      { alias: 'vm0', since: T0, requested: 200, deadline: DL, onFailure: 'settle' },
+    ]);
+  });
+
+  it('a marked resize settling keeps its request and deadline in the mark', () => {
+    const s = run(
+      vm(at(512, 512)),
+      ask(0),
+      { type: 'mark-due', alias: 'vm0' },
+      size(0, 384),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' },
+      size(0, 256),
+    ).state;
+    expect(s.tracked.get('vm0')).toMatchObject({ requested: 256, settling: { asked: 0, deadline: DL } });
+    expect(resizeMarksOf(s)).toStrictEqual([
+      { alias: 'vm0', since: T0, requested: 0, deadline: DL, onFailure: 'settle' },
+    ]);
+  });
+
+  it('a read repeating the last sizes changes nothing and copies nothing: waiting, kept, or settling', () => {
+    const moving = run(vm(at(0, 0)), ask(512), size(512, 128)).state;
+    const again = next(moving, size(512, 128));
+    expect(again.state).toBe(moving);
+    expect(again.effects).toStrictEqual([]);
+    const kept = run(
+      vm(at(512, 512)),
+      ask(0, 'keep'),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'stalled' },
+      size(0, 300),
+    ).state;
+    const k = next(kept, size(0, 300));
+    expect(k.state).toBe(kept);
+    expect(k.effects).toStrictEqual([]);
+    const settling = run(
+      vm(at(512, 512)),
+      ask(0),
+      size(0, 384),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' },
+      size(0, 256),
+    ).state;
+    const st = next(settling, size(0, 256));
+    expect(st.state).toBe(settling);
+    expect(st.effects).toStrictEqual([]);
+  });
+
+  it('a move of a device nobody asked for: first read, or seen only at its end; a device first seen moving shows no move', () => {
+    expect(next(vm(at(128, 128)), size(130, 128)).effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'progress', alias: 'vm0', requested: 130, current: 128 },
+    ]);
+    const end = next(vm(at(128, 128)), size(130, 130));
+    expect(end.effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'progress', alias: 'vm0', requested: 130, current: 130 },
+    ]);
+    expect(end.state.tracked.size).toBe(0);
+    // A device new to the VM (plugged by someone else), already moving: shown resizing, no move seen yet.
+    const first = next(deviceSet([]), size(130, 128));
+    expect(first.effects).toStrictEqual([{ type: 'publish' }]);
+    expect(first.state.tracked.get('vm0')).toMatchObject({ by: 'observed', requested: 130 });
+  });
+
+  it('a marked resize moving toward its own request rewrites no mark; one following an outside request does', () => {
+    const marked = run(vm(at(0, 0)), ask(512), { type: 'mark-due', alias: 'vm0' }).state;
+    expect(next(marked, size(512, 128)).effects).toStrictEqual([
+      { type: 'publish' },
+      { type: 'progress', alias: 'vm0', requested: 512, current: 128 },
+    ]);
+    const adopted = next(EMPTY, {
+      type: 'adopted',
+      present: [],
+      marks: [],
+      virtio: [{ alias: 'vm0', requested: 256, current: 100 }],
+      resizeMarks: [{ alias: 'vm0', since: T0, requested: 256, deadline: DL, onFailure: 'settle' }],
+    }).state;
+    const followed = next(adopted, size(200, 150));
+    expect(followed.effects).toStrictEqual([
+      { type: 'persist' },
+      { type: 'publish' },
+      { type: 'progress', alias: 'vm0', requested: 200, current: 150 },
+    ]);
+    expect(followed.state.tracked.get('vm0')).toMatchObject({ by: 'adopted', requested: 200 });
+    expect(resizeMarksOf(followed.state)).toStrictEqual([
+      { alias: 'vm0', since: T0, requested: 200, deadline: DL, onFailure: 'settle' },
+    ]);
+  });
+
+  it('resize news naming a DIMM being unplugged leaves it alone (aliases are unique per domain, but the phases stay apart)', () => {
+    const u = run(vm(at(0, 0)), { type: 'unplug-requested', alias: 'ua-d', since: T0 }).state;
+    for (const e of [
+      { type: 'resize-sent', alias: 'ua-d' },
+      { type: 'resize-failed', alias: 'ua-d', reason: 'libvirt-error' },
+      { type: 'resize-gave-up', alias: 'ua-d', why: 'timeout' },
+      { type: 'settle-failed', alias: 'ua-d' },
+      REREAD_FAILED,
+    ] as const) {
+      const t = next(u, e);
+      expect(t.state).toBe(u);
+      expect(t.effects).toStrictEqual([]);
+    }
+  });
+
+  it('a refused update of a call that took over a marked resize clears the mark; the device shows moving, not ours', () => {
+    const kept = run(
+      vm(at(512, 512)),
+      ask(0, 'keep'),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'stalled' },
+      size(0, 300),
+    ).state;
+    const r = run(kept, ask(300), { type: 'resize-failed', alias: 'vm0', reason: 'libvirt-error' });
+    expect(r.effects.slice(-3)).toStrictEqual([
+      { type: 'persist' },
+      { type: 'publish' },
+      { type: 'resize-answer', alias: 'vm0', answer: { kind: 'failed', reason: 'libvirt-error' } },
+    ]);
+    expect(resizeMarksOf(r.state)).toStrictEqual([]);
+    expect(r.state.tracked.get('vm0')).toMatchObject({ by: 'observed', requested: 0, marked: false });
+  });
+
+  it("libvirt's late replies after the end change nothing: the update's, a refused update's, a refused settle's", () => {
+    const stopped = run(vm(at(0, 0)), ask(64), { type: 'vm-stopped' }).state;
+    for (const e of [
+      { type: 'resize-sent', alias: 'vm0' },
+      { type: 'resize-failed', alias: 'vm0', reason: 'vm-gone' },
+      { type: 'settle-failed', alias: 'vm0' },
+    ] as const) {
+      const t = next(stopped, e);
+      expect(t.state).toBe(stopped);
+      expect(t.effects).toStrictEqual([]);
+    }
+    // Answered already (reached, or kept after its stop): a refused update tells nothing more.
+    const reached = run(vm(at(0, 0)), ask(64), size(64, 64)).state;
+    const kept = run(
+      vm(at(512, 512)),
+      ask(0, 'keep'),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'stalled' },
+      size(0, 300),
+    ).state;
+    for (const s of [reached, kept]) {
+      const t = next(s, { type: 'resize-failed', alias: 'vm0', reason: 'libvirt-error' });
+      expect(t.state).toBe(s);
+      expect(t.effects).toStrictEqual([]);
+    }
+    // A settle libvirt reported refused after a read showed it taken: told once, already.
+    const settled = run(
+      vm(at(512, 512)),
+      ask(0),
+      size(0, 384),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' },
+      size(0, 256),
+      size(256, 256),
+    ).state;
+    const t = next(settled, { type: 'settle-failed', alias: 'vm0' });
+    expect(t.state).toBe(settled);
+    expect(t.effects).toStrictEqual([]);
+    // Not settling: nothing to refuse.
+    const moving = run(vm(at(0, 0)), ask(64), size(64, 32)).state;
+    expect(next(moving, { type: 'settle-failed', alias: 'vm0' }).state).toBe(moving);
+  });
+});
 
 describe('resizing: a re-read that fails after the wait ended (libvirt unreachable)', () => {
   it('answers the call with the sizes last read, unconfirmed; the device stays ending and marked; the next re-read settles and notifies late', () => {
