@@ -534,7 +534,8 @@ const onAdopted: Handler<'adopted'> = (s, e) => {
   }
   let t = observe({ ...s, tracked, sizes }, e.present, e.recorded);
   // Each virtio-mem device as a first sight: an adopted resize already there ends (late).
-  for (const [alias, z] of sizes) t = chain(t, sized(t.state, alias, z, false));
+  // (The sizes are the state's already, so none shows a move.)
+  for (const [alias, z] of sizes) t = chain(t, sized(t.state, alias, z));
   if (dropped && !t.effects.some((x) => x.type === 'persist'))
     t = { ...t, effects: [{ type: 'persist' }, ...t.effects] };
   return t;
@@ -544,7 +545,7 @@ const onBooted: Handler<'booted'> = (s, e) => {
   // The new run's metadata starts without marks.
   let t = endRun(s, e.present, e.virtio ? sizeMap(e.virtio) : new Map());
   // A device already moving at boot (its requested was set in the definition) is only shown.
-  for (const [alias, z] of t.state.sizes) t = chain(t, sized(t.state, alias, z, false));
+  for (const [alias, z] of t.state.sizes) t = chain(t, sized(t.state, alias, z));
   return { state: t.state, effects: [{ type: 'persist' }, ...t.effects] };
 };
 
@@ -662,15 +663,16 @@ function settled(s: DeviceSet, alias: string, d: Resizing & { settling: Settling
  * A device's sizes as read: remember them, report a move, start showing a
  * resize nobody asked us for, finish one that got there or whose wait ended.
  */
-function sized(s0: DeviceSet, alias: string, z: Sizes, report: boolean): Transition {
+function sized(s0: DeviceSet, alias: string, z: Sizes): Transition {
   const prev = s0.sizes.get(alias);
   const moved = prev !== undefined && (prev.requested !== z.requested || prev.current !== z.current);
   const s: DeviceSet =
     prev?.requested === z.requested && prev.current === z.current
       ? s0
       : { ...s0, sizes: new Map(s0.sizes).set(alias, { requested: z.requested, current: z.current }) };
-  const progress: Effect[] =
-    moved && report ? [{ type: 'progress', alias, requested: z.requested, current: z.current }] : [];
+  const progress: Effect[] = moved
+    ? [{ type: 'progress', alias, requested: z.requested, current: z.current }]
+    : [];
   const d = resizeOf(s, alias);
   if (!d) {
     if (z.current === z.requested)
@@ -748,7 +750,7 @@ const onResizeFailed: Handler<'resize-failed'> = (s, e) => {
 };
 
 const onSizeChanged: Handler<'size-changed'> = (s, e) =>
-  sized(s, e.alias, { requested: e.requested, current: e.current }, true);
+  sized(s, e.alias, { requested: e.requested, current: e.current });
 
 const onResizeGaveUp: Handler<'resize-gave-up'> = (s, e) => {
   const d = resizeOf(s, e.alias);
