@@ -96,6 +96,39 @@ describe('parseDomainXml', () => {
     expect(d.memory).toBe(384);
   });
 
+  it('defaults what libvirt may leave out of a virtio-mem device, and reads no address when there is none', () => {
+    const xml = fixture('live-virtio-mem.xml')
+      .replace(/<requested unit='KiB'>\d+<\/requested>/, '')
+      .replace(/<current unit='KiB'>\d+<\/current>/, '')
+      .replace('<node>0</node>', '')
+      .replace(/<address type='pci'[^>]*\/>/, '');
+    expect(parseDomainXml(xml).virtioMem[0]).toMatchObject({
+      node: 0,
+      requestedKiB: 0,
+      currentKiB: 0,
+      address: null,
+    });
+    // A node other than 0 is read, not defaulted.
+    const node1 = fixture('live-virtio-mem.xml').replace('<node>0</node>', '<node>1</node>');
+    expect(parseDomainXml(node1).virtioMem[0]?.node).toBe(1);
+  });
+
+  it('reads NUMA cell sizes in their unit', () => {
+    const mib = fixture('live-virtio-mem.xml').replace(
+      "<cell id='0' cpus='0' memory='262144' unit='KiB'/>",
+      "<cell id='0' cpus='0' memory='256' unit='MiB'/>",
+    );
+    expect(parseDomainXml(mib).numaCells).toEqual([{ id: 0, memoryKiB: 262144 }]);
+  });
+
+  it('refuses a number that is not one (a DIMM slot, a node), naming it', () => {
+    const live = fixture('live-3dimms-metadata.xml');
+    expect(() => parseDomainXml(live.replace("slot='1'", "slot='one'"))).toThrow(/bad or missing dimm slot/);
+    expect(() => parseDomainXml(live.replace('<node>0</node>', '<node>-1</node>'))).toThrow(
+      /bad or missing dimm target node/,
+    );
+  });
+
   it('rejects documents that are not a domain', () => {
     expect(() => parseDomainXml('<network/>')).toThrow(/no <domain>/);
     expect(() => parseDomainXml('<domain><name>x</name></domain>')).toThrow(/uuid/);
