@@ -3,6 +3,7 @@
 // cannot return what its published result schema does not describe.
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { MethodContext, MethodSpec } from '../rpc/method.js';
+import type { RawJson } from '../rpc/raw-json.js';
 
 export interface TypedMethod<P extends TSchema, R extends TSchema> {
   name: string;
@@ -13,7 +14,8 @@ export interface TypedMethod<P extends TSchema, R extends TSchema> {
   logLevel?: 'debug' | 'info';
   /** Changes nothing: may be called as a notification (see MethodSpec.readOnly). */
   readOnly?: boolean;
-  handler(params: Static<P>, ctx: MethodContext): Promise<Static<R>>;
+  /** A RawJson answer (the result already serialised) keeps the result's type. */
+  handler(params: Static<P>, ctx: MethodContext): Promise<Static<R> | RawJson<Static<R>>>;
 }
 
 export function defineMethod<P extends TSchema, R extends TSchema>(m: TypedMethod<P, R>): MethodSpec {

@@ -1,6 +1,7 @@
 // VM.* methods: memory hot plug, hot unplug and "set memory to X". Each
 // handler checks what the schema cannot (vmId agreement), converts units and
 // calls the VM manager; the manager owns all semantics.
+
 import { randomUUID } from 'node:crypto';
 import type { MethodContext, MethodSpec } from '../rpc/method.js';
 import type { VmManager } from '../virt/vm-manager.js';
@@ -20,6 +21,7 @@ import {
   VmStats,
   VmStatsList,
 } from './schemas.js';
+import { statsListResult } from './stats-json.js';
 
 /** VDSM sends the VM id twice; a mismatch is a caller bug we must not guess about. */
 function sameVm(vmID: string, vmId: string): void {
@@ -58,7 +60,7 @@ export function vmMethods(vms: VmManager): MethodSpec[] {
       params: VmIdParams,
       result: VmStatsList,
       errors: [NO_SUCH_VM],
-      handler: async ({ vmID }) => mapErrors(async () => [vms.stats(vmID.toLowerCase())]),
+      handler: async ({ vmID }) => mapErrors(async () => statsListResult([vms.stats(vmID.toLowerCase())])),
     }),
     defineMethod({
       name: 'VM.hotplugMemory',

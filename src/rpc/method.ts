@@ -2,6 +2,7 @@
 // schemas that validate params (and document the result), and the handler.
 // The same specs drive validation, dispatch and the OpenRPC document.
 import type { Logger } from 'pino';
+import type { RawJson } from './raw-json.js';
 
 /** JSON Schema draft-07 (the subset ajv supports in strict mode). */
 export type JsonSchema = Record<string, unknown>;
@@ -37,5 +38,6 @@ export interface MethodSpec<P = unknown, R = unknown> {
    * a JSON-RPC notification (no id): a change nobody hears about is refused.
    */
   readOnly?: boolean;
-  handler(params: P, ctx: MethodContext): Promise<R>;
+  /** May answer a RawJson: the result already serialised (raw-json.ts). */
+  handler(params: P, ctx: MethodContext): Promise<R | RawJson<R>>;
 }

@@ -33,6 +33,7 @@ import type { RpcObserver } from './observer.js';
 import { buildOpenRpcDocument, type OpenRpcDocument } from './openrpc.js';
 import { OriginPolicy } from './origin-policy.js';
 import { sniffProtocols } from './protocol-sniffer.js';
+import { stringifyReply } from './raw-json.js';
 import { SocketGuard, TARPIT_FACTOR } from './socket-guard.js';
 import { StaticFiles } from './static-files.js';
 import { StompServer } from './stomp-server.js';
@@ -715,9 +716,9 @@ export class RpcServer {
     }
     let text: string;
     try {
-      text = JSON.stringify(res);
+      text = stringifyReply(res);
     } catch (err) {
-      text = JSON.stringify(unserialisable(res, err, conn.log));
+      text = stringifyReply(unserialisable(res, err, conn.log));
     }
     // Lengths in UTF-16 units: JSON-RPC replies are nearly all ASCII.
     if (text.length > this.limits.maxBufferedBytes) {
@@ -807,7 +808,7 @@ function unserialisable(
 ): JSONRPCResponse | JSONRPCResponse[] {
   const one = (r: JSONRPCResponse): JSONRPCResponse => {
     try {
-      JSON.stringify(r);
+      stringifyReply(r);
       return r;
     } catch {
       const correlationId = crypto.randomUUID();

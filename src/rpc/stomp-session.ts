@@ -10,6 +10,7 @@ import type { JSONRPCResponse } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
 import type { Caller, Dispatcher } from './dispatcher.js';
 import { type JournalEntry, parseResumePoint, type ResumePoint } from './event-journal.js';
+import { stringifyReply } from './raw-json.js';
 import {
   encodeFrame,
   encodeFrameFrom,
@@ -410,7 +411,7 @@ export class StompSession {
     }
     let text: string;
     try {
-      text = JSON.stringify(res);
+      text = stringifyReply(res);
     } catch (err) {
       this.log.error({ err }, 'result not serialisable as JSON');
       return;
