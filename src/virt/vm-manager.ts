@@ -65,6 +65,17 @@ export interface VmManagerOptions {
   guestProbe?: Partial<GuestProbeOptions> | false;
 }
 
+/** Options of VM.setMemory, as the manager takes them. */
+export interface SetMemoryOptions {
+  guaranteedBytes?: number;
+  timeoutMs?: number;
+  opId?: string;
+  /** Plan only: answer what would be done, change nothing. */
+  dryRun?: boolean;
+  /** Plan without asking the guest which DIMMs it can give back. */
+  force?: boolean;
+}
+
 export class VmManager extends EventEmitter<VmManagerEvents> {
   private readonly registry: VmRegistry;
   private readonly ctx: OpContext;
@@ -144,17 +155,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     return observeOperation(this.ctx.observer, info, () => this.unplugCall(vmId, mem, opts));
   }
 
-  async setMemory(
-    vmId: string,
-    memoryBytes: number,
-    opts: {
-      guaranteedBytes?: number;
-      timeoutMs?: number;
-      opId?: string;
-      dryRun?: boolean;
-      force?: boolean;
-    } = {},
-  ): Promise<SetMemoryResult> {
+  async setMemory(vmId: string, memoryBytes: number, opts: SetMemoryOptions = {}): Promise<SetMemoryResult> {
     // A dry run changes nothing: not an operation for the observer (metrics).
     if (opts.dryRun) return this.setMemoryCall(vmId, memoryBytes, opts);
     const info = { operation: 'setMemory' as const, vmId: vmId.toLowerCase() };
@@ -291,13 +292,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   private async setMemoryCall(
     vmId: string,
     memoryBytes: number,
-    opts: {
-      guaranteedBytes?: number;
-      timeoutMs?: number;
-      opId?: string;
-      dryRun?: boolean;
-      force?: boolean;
-    } = {},
+    opts: SetMemoryOptions = {},
   ): Promise<SetMemoryResult> {
     const uuid = vmId.toLowerCase();
     const op = this.opLog('setMemory', uuid, opts.opId);

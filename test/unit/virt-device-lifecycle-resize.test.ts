@@ -22,22 +22,10 @@ import {
   resizeMarksOf,
   type Sizes,
 } from '../../src/virt/device-lifecycle.js';
+import { of, run, T0 } from '../helpers/lifecycle.js';
 
-const T0 = '2026-12-01T00:00:00.000Z';
 const DL = '2026-12-01T00:02:00.000Z';
 
-function run(s: DeviceSet, ...events: DeviceEvent[]): { state: DeviceSet; effects: Effect[] } {
-  const effects: Effect[] = [];
-  let state = s;
-  for (const e of events) {
-    const t = next(state, e);
-    state = t.state;
-    effects.push(...t.effects);
-  }
-  return { state, effects };
-}
-
-const of = (effects: readonly Effect[], type: Effect['type']) => effects.filter((e) => e.type === type);
 const at = (requested: number, current: number): Sizes => ({ requested, current });
 const vm = (z: Sizes) => deviceSet(['ua-d'], new Map([['vm0', z]]));
 const ask = (requested: number, onFailure: OnResizeFailure = 'settle'): DeviceEvent => ({

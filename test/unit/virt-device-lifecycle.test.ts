@@ -15,21 +15,7 @@ import {
   next,
   phaseOf,
 } from '../../src/virt/device-lifecycle.js';
-
-const T0 = '2026-12-01T00:00:00.000Z';
-
-function run(s: DeviceSet, ...events: DeviceEvent[]): { state: DeviceSet; effects: Effect[] } {
-  const effects: Effect[] = [];
-  let state = s;
-  for (const e of events) {
-    const t = next(state, e);
-    state = t.state;
-    effects.push(...t.effects);
-  }
-  return { state, effects };
-}
-
-const of = (effects: readonly Effect[], type: Effect['type']) => effects.filter((e) => e.type === type);
+import { of, run, T0 } from '../helpers/lifecycle.js';
 
 describe('device lifecycle transitions', () => {
   it('a call marks the device, which is unplugging until libvirt says it left or a re-read no longer lists it', () => {

@@ -7,27 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import {
   type DeviceEvent,
-  type DeviceSet,
   deviceSet,
   type Effect,
   marksOf,
-  next,
   phaseOf,
 } from '../../src/virt/device-lifecycle.js';
 import { buildMetadata, emptyMetadata, parseMetadata } from '../../src/virt/metadata.js';
-
-const T0 = '2026-12-01T00:00:00.000Z';
-
-function run(s: DeviceSet, ...events: DeviceEvent[]): { state: DeviceSet; effects: Effect[] } {
-  const effects: Effect[] = [];
-  let state = s;
-  for (const e of events) {
-    const t = next(state, e);
-    state = t.state;
-    effects.push(...t.effects);
-  }
-  return { state, effects };
-}
+import { run, T0 } from '../helpers/lifecycle.js';
 
 const persists = (effects: Effect[]) => effects.filter((e) => e.type === 'persist').length;
 const fast: DeviceEvent = { type: 'unplug-requested', alias: 'ua-a', since: T0, mark: false };
