@@ -9,12 +9,12 @@ Reads one JSON request per line on stdin: {"uuid": ..., "alias": ..., "xml": ...
 and answers each with one line: {"ms": <detach call to callback>} or {"error": ...}.
 The time is taken inside this process, so no pipe hop is counted: the floor.
 """
-import json
 import sys
 import threading
 import time
 
 import libvirt
+from libvirt_peer import connect, serve
 
 removed = {}  # alias -> threading.Event, set by the callback
 lock = threading.Lock()
@@ -29,35 +29,25 @@ def on_removed(_conn, _dom, dev, _opaque):
         ev.set()
 
 
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-
-
 def main():
-    libvirt.virEventRegisterDefaultImpl()  # before the connection opens
-    threading.Thread(target=loop, daemon=True).start()
-    conn = libvirt.open(sys.argv[1])
-    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        req = json.loads(line)
+    conn = connect(sys.argv[1], libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed)
+
+    def unplug(req):
+        dom = conn.lookupByUUIDString(req["uuid"])
+        ev = threading.Event()
+        with lock:
+            removed[req["alias"]] = ev  # interest first: the event may beat the reply
         try:
-            dom = conn.lookupByUUIDString(req["uuid"])
-            ev = threading.Event()
-            with lock:
-                removed[req["alias"]] = ev  # interest first: the event may beat the reply
             t0 = time.perf_counter()
             dom.detachDeviceFlags(req["xml"], libvirt.VIR_DOMAIN_AFFECT_LIVE)
             if not ev.wait(req.get("timeout", 60)):
                 raise TimeoutError(f"no device-removed for {req['alias']}")
-            ms = (time.perf_counter() - t0) * 1000.0
-            print(json.dumps({"ms": ms}), flush=True)
-        except Exception as e:  # reported to the bench, which fails the run
-            print(json.dumps({"error": str(e)}), flush=True)
+            return (time.perf_counter() - t0) * 1000.0
         finally:
             with lock:
                 removed.pop(req["alias"], None)
+
+    serve(unplug)
     conn.close()
 
 

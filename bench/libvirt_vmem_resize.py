@@ -10,12 +10,12 @@ Reads one JSON request per line on stdin: {"uuid", "alias", "xml", "requested_ki
 and answers each with one line: {"ms": <update call to the last callback>} or {"error": ...}.
 The time is taken inside this process (no pipe hop): the floor.
 """
-import json
 import sys
 import threading
 import time
 
 import libvirt
+from libvirt_peer import connect, serve
 
 lock = threading.Lock()
 waiting = {}  # (uuid, alias) -> (target KiB, threading.Event)
@@ -29,36 +29,26 @@ def on_size(_conn, dom, alias, size, _opaque):
         w[1].set()
 
 
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-
-
 def main():
-    libvirt.virEventRegisterDefaultImpl()  # before the connection opens
-    threading.Thread(target=loop, daemon=True).start()
-    conn = libvirt.open(sys.argv[1])
-    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE, on_size, None)
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        req = json.loads(line)
+    conn = connect(sys.argv[1], libvirt.VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE, on_size)
+
+    def resize(req):
         key = (req["uuid"], req["alias"])
+        dom = conn.lookupByUUIDString(req["uuid"])
+        ev = threading.Event()
+        with lock:
+            waiting[key] = (req["requested_kib"], ev)  # interest first
         try:
-            dom = conn.lookupByUUIDString(req["uuid"])
-            ev = threading.Event()
-            with lock:
-                waiting[key] = (req["requested_kib"], ev)  # interest first
             t0 = time.perf_counter()
             dom.updateDeviceFlags(req["xml"], libvirt.VIR_DOMAIN_AFFECT_LIVE)
             if not ev.wait(req.get("timeout", 120)):
                 raise TimeoutError(f"{req['alias']} never reached {req['requested_kib']} KiB")
-            ms = (time.perf_counter() - t0) * 1000.0
-            print(json.dumps({"ms": ms}), flush=True)
-        except Exception as e:  # reported to the bench, which fails the run
-            print(json.dumps({"error": str(e)}), flush=True)
+            return (time.perf_counter() - t0) * 1000.0
         finally:
             with lock:
                 waiting.pop(key, None)
+
+    serve(resize)
     conn.close()
 
 

@@ -1,34 +1,19 @@
-// Real guest (QEMU TCG on the real libvirtd): VM.hotunplugMemory through the
-// daemon (child process, compiled, confined to this bench's domain) against
-// the floor: the same unplug done the way VDSM does it, with libvirt's own C
-// library (python3-libvirt, bench/libvirt_unplug.py: detachDeviceFlags LIVE,
-// then the device-removed callback), on one cooperative guest, in one run.
-// Each round runs both, alternating which goes first (ABBA), so drift in the
-// machine's load falls on both alike. Before each unplug a 128 MiB DIMM is
-// plugged (through the daemon) and the guest has onlined it (untimed). Ours
-// is timed by the JSON-RPC client (what an engine sees, WebSocket hop
-// included); python's inside python (no pipe hop). Goal (issue 12): median
-// within 1.10x; p50 and p90 of both are reported. The guest is destroyed at
-// the end, also on failure.
-
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSocketPath } from '../src/libvirt/client.js';
 import { buildDetachDimmXml } from '../src/virt/dimm-xml.js';
 import type { DaemonProcess, LogLine } from '../test/helpers/daemon.js';
-import { type Guest, LIBVIRT_URI, startGuest } from '../test/helpers/guest.js';
+import { type Guest, startGuest } from '../test/helpers/guest.js';
 import { spawnDaemon } from './fake-host.js';
 import { type BenchResult, summarize, withDeadline } from './lib.js';
+import { PythonPeer } from './python-peer.js';
 import { LightRpc } from './ws-load.js';
 
 // One unplug per side per round, after one warm-up round. The guest's release
 // time varies 28-44 ms from one unplug to the next: 20 rounds keep the medians
 // steady enough to resolve the few ms the daemon adds.
 const ROUNDS = 20;
-const PYTHON = '/usr/bin/python3'; // Debian's, which has python3-libvirt
-const here = dirname(fileURLToPath(import.meta.url));
+const _here = dirname(fileURLToPath(import.meta.url));
 const DIMM_MIB = 128;
 
 interface Device {
@@ -37,55 +22,6 @@ interface Device {
   node: number;
   slot: number;
   base: string;
-}
-
-/** bench/libvirt_unplug.py as a child: one request line in, one answer line out, in order. */
-class PythonUnplugger {
-  private readonly waiting: { resolve: (line: string) => void; reject: (err: Error) => void }[] = [];
-  private stderr = '';
-  private exited = false;
-
-  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
-    createInterface({ input: child.stdout }).on('line', (l) => this.waiting.shift()?.resolve(l));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      this.stderr += c;
-    });
-    child.once('exit', () => {
-      this.exited = true;
-      const err = new Error(`libvirt_unplug.py exited: ${this.stderr.trim()}`);
-      for (const w of this.waiting.splice(0)) w.reject(err);
-    });
-  }
-
-  static async start(): Promise<PythonUnplugger> {
-    const p = new PythonUnplugger(spawn(PYTHON, [join(here, 'libvirt_unplug.py'), LIBVIRT_URI]));
-    await withDeadline('libvirt_unplug.py start', 30_000, () => p.answer()); // {"ready": true}
-    return p;
-  }
-
-  private answer(): Promise<Record<string, unknown>> {
-    if (this.exited) return Promise.reject(new Error(`libvirt_unplug.py exited: ${this.stderr.trim()}`));
-    return new Promise<string>((resolve, reject) => this.waiting.push({ resolve, reject })).then(
-      (l) => JSON.parse(l) as Record<string, unknown>,
-    );
-  }
-
-  async unplug(uuid: string, alias: string, xml: string): Promise<number> {
-    const answered = this.answer();
-    this.child.stdin.write(`${JSON.stringify({ uuid, alias, xml, timeout: 60 })}\n`);
-    const a = await answered;
-    if (typeof a.ms !== 'number')
-      throw new Error(`python3-libvirt unplug of ${alias} failed: ${String(a.error)}`);
-    return a.ms;
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited) return;
-    const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
-    this.child.stdin.end();
-    this.child.kill('SIGTERM');
-    await gone;
-  }
 }
 
 const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
@@ -111,7 +47,7 @@ export async function run(): Promise<BenchResult[]> {
   let guest: Guest | undefined;
   let daemon: DaemonProcess | undefined;
   let rpc: LightRpc | undefined;
-  let py: PythonUnplugger | undefined;
+  let py: PythonPeer | undefined;
   try {
     guest = await startGuest({ kind: 'cooperative', namePrefix: 'bench' });
     const g = guest;
@@ -122,7 +58,7 @@ export async function run(): Promise<BenchResult[]> {
     // A light client: no schema checks of the notifications that arrive with each reply (python's side does none).
     rpc = await LightRpc.connect(daemon.url);
     const c = rpc;
-    py = await PythonUnplugger.start();
+    py = await PythonPeer.start('libvirt_unplug.py');
     const p = py;
 
     // The guest prints MemTotal periodically: compare against its value at boot.
@@ -155,10 +91,20 @@ export async function run(): Promise<BenchResult[]> {
       return dt;
     };
     const viaPython = (d: Device): Promise<number> =>
-      p.unplug(
-        g.uuid,
-        d.alias,
-        buildDetachDimmXml({ sizeMiB: d.size, node: d.node, alias: d.alias, slot: d.slot, base: d.base }),
+      p.timed(
+        {
+          uuid: g.uuid,
+          alias: d.alias,
+          xml: buildDetachDimmXml({
+            sizeMiB: d.size,
+            node: d.node,
+            alias: d.alias,
+            slot: d.slot,
+            base: d.base,
+          }),
+          timeout: 60,
+        },
+        `unplug of ${d.alias}`,
       );
 
     const ours: number[] = [];

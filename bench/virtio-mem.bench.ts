@@ -1,90 +1,26 @@
-// virtio-mem (issue 13): shrinking a real TCG guest's virtio-mem device from
-// 512 to 128 MiB through the daemon (VM.resizeMemoryDevice: check, update,
-// wait on the size-change events, the final re-read) against the floor: the
-// same resize with libvirt's own C library (python3-libvirt,
-// bench/libvirt_vmem_resize.py: updateDeviceFlags LIVE, then the
-// memory-device size-change callback until current == requested), on one
-// guest, in one run. Each round runs both, alternating which goes first
-// (ABBA); before each shrink the device is grown back to 512 MiB through the
-// daemon and the guest's MemTotal shows it (untimed). Ours is timed by the
-// JSON-RPC client (what an engine sees), python's inside python. Goal (issue
-// 13): median within 1.10x. The guest is destroyed at the end, also on failure.
-
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSocketPath } from '../src/libvirt/client.js';
 import { parseDomainXml } from '../src/virt/domain-xml.js';
 import { isLiveVirtioMem, resizeXml } from '../src/virt/virtio-mem.js';
 import type { DaemonProcess } from '../test/helpers/daemon.js';
-import { type Guest, LIBVIRT_URI, startGuest, virsh } from '../test/helpers/guest.js';
+import { type Guest, startGuest, virsh } from '../test/helpers/guest.js';
 import { spawnDaemon } from './fake-host.js';
 import { type BenchResult, summarize, withDeadline } from './lib.js';
+import { PythonPeer } from './python-peer.js';
 import { LightRpc } from './ws-load.js';
 
 const ROUNDS = 6; // one shrink per side per round, after one warm-up round
-const PYTHON = '/usr/bin/python3'; // Debian's, which has python3-libvirt
-const here = dirname(fileURLToPath(import.meta.url));
+const _here = dirname(fileURLToPath(import.meta.url));
 const ALIAS = 'ua-vmem0';
 const HIGH = 512;
 const LOW = 128;
-
-/** bench/libvirt_vmem_resize.py as a child: one request line in, one answer line out. */
-class PythonResizer {
-  private readonly waiting: { resolve: (line: string) => void; reject: (err: Error) => void }[] = [];
-  private stderr = '';
-  private exited = false;
-
-  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
-    createInterface({ input: child.stdout }).on('line', (l) => this.waiting.shift()?.resolve(l));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      this.stderr += c;
-    });
-    child.once('exit', () => {
-      this.exited = true;
-      const err = new Error(`libvirt_vmem_resize.py exited: ${this.stderr.trim()}`);
-      for (const w of this.waiting.splice(0)) w.reject(err);
-    });
-  }
-
-  static async start(): Promise<PythonResizer> {
-    const p = new PythonResizer(spawn(PYTHON, [join(here, 'libvirt_vmem_resize.py'), LIBVIRT_URI]));
-    await withDeadline('libvirt_vmem_resize.py start', 30_000, () => p.answer());
-    return p;
-  }
-
-  private answer(): Promise<Record<string, unknown>> {
-    if (this.exited) return Promise.reject(new Error(`libvirt_vmem_resize.py exited: ${this.stderr.trim()}`));
-    return new Promise<string>((resolve, reject) => this.waiting.push({ resolve, reject })).then(
-      (l) => JSON.parse(l) as Record<string, unknown>,
-    );
-  }
-
-  async resize(uuid: string, xml: string, requestedMiB: number): Promise<number> {
-    const answered = this.answer();
-    this.child.stdin.write(
-      `${JSON.stringify({ uuid, alias: ALIAS, xml, requested_kib: requestedMiB * 1024, timeout: 120 })}\n`,
-    );
-    const a = await answered;
-    if (typeof a.ms !== 'number') throw new Error(`python3-libvirt resize failed: ${String(a.error)}`);
-    return a.ms;
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited) return;
-    const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
-    this.child.stdin.end();
-    this.child.kill('SIGTERM');
-    await gone;
-  }
-}
 
 export async function run(): Promise<BenchResult[]> {
   let guest: Guest | undefined;
   let daemon: DaemonProcess | undefined;
   let rpc: LightRpc | undefined;
-  let py: PythonResizer | undefined;
+  let py: PythonPeer | undefined;
   try {
     guest = await startGuest({
       kind: 'virtio-mem',
@@ -98,7 +34,7 @@ export async function run(): Promise<BenchResult[]> {
     // A light client: no schema checks of the notifications that arrive with each reply (python's side does none).
     rpc = await LightRpc.connect(daemon.url);
     const c = rpc;
-    py = await PythonResizer.start();
+    py = await PythonPeer.start('libvirt_vmem_resize.py');
     const p = py;
     const baseKiB = await g.memTotalKiB();
 
@@ -119,7 +55,10 @@ export async function run(): Promise<BenchResult[]> {
       const dev = parseDomainXml(await virsh(['dumpxml', g.name])).virtioMem.find((v) => v.alias === ALIAS);
       if (!dev || !isLiveVirtioMem(dev)) throw new Error(`no virtio-mem ${ALIAS} in the live XML`);
       const xml = resizeXml(dev, requested);
-      return p.resize(g.uuid, xml, requested);
+      return p.timed(
+        { uuid: g.uuid, alias: ALIAS, xml, requested_kib: requested * 1024, timeout: 120 },
+        `resize of ${ALIAS}`,
+      );
     };
     /** Untimed: back to HIGH, and the guest has it. */
     const grow = async (): Promise<void> => {
