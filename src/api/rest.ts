@@ -11,18 +11,13 @@ import type { Logger } from 'pino';
 import { isRecord } from '../is-record.js';
 import type { Caller, Outcome } from '../rpc/dispatcher.js';
 import type { HttpRoute, HttpRouteContext } from '../rpc/http-route.js';
+import { escapeXml } from '../xml-escape.js';
 import { ErrorCode, isReasonOf, type Reason } from './contract.js';
 import type { SetMemoryParams } from './schemas.js';
 
 export const SET_MEMORY_METHOD = 'VM.setMemory';
 const MIB = 1024 * 1024;
 const VM_PATH = /^\/api\/vms\/([^/]+)$/;
-
-export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) =>
-    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&apos;',
-  );
-}
 
 /** A REST-level failure: HTTP status plus the fault's reason and detail. */
 export class RestFault extends Error {

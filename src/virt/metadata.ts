@@ -1,6 +1,7 @@
 // Daemon-owned facts stored in the domain's own <metadata> under our
 // namespace, so a restarted daemon loses nothing and needs no database.
 
+import { escapeXml } from '../xml-escape.js';
 import { ATTR, asArray, attr, isObj, localName, makeReader, text, type XmlObj } from './xml-common.js';
 
 export const METADATA_URI = 'http://ovirt.org/vmhostd/1.0';
@@ -167,17 +168,4 @@ export function buildMetadata(md: VmMetadata): string {
       .join('')}</resizing>`;
   }
   return body ? `<vm>${body}</vm>` : '<vm/>';
-}
-
-const XML_ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&apos;',
-};
-
-/** Text or attribute value escaped as the XML builder escapes it. */
-function escapeXml(v: string): string {
-  return v.replace(/[&<>"']/g, (c) => XML_ESCAPES[c]!);
 }
