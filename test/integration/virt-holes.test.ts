@@ -122,6 +122,51 @@ describe('virt holes', () => {
     expect(fake.getDomainState(d.uuid)?.liveDimms).toEqual(['ua-a']);
   });
 
+  it('a DIMM the guest released while every read of the VM fails is removed from the event alone; a later resync agrees and reports nothing twice', async () => {
+    // libvirt sends device-removed once the DIMM left the live definition: no re-read is needed to answer.
+    const d = fake.addDomain({ memoryMiB: 1024, unplug: 'release', eventBeforeReply: true, eventDelayMs: 0 });
+    let failXml = false;
+    let failedReads = 0;
+    const client = await connect();
+    const api = intercept(client, (t) => ({
+      getXMLDesc: (...a: Parameters<LibvirtClient['getXMLDesc']>) => {
+        if (!failXml) return t.getXMLDesc(...a);
+        failedReads++;
+        return Promise.reject(new LibvirtConnectionError('injected: connection trouble'));
+      },
+      detachDeviceFlags: (...a: Parameters<LibvirtClient['detachDeviceFlags']>) => {
+        failXml = true;
+        return t.detachDeviceFlags(...a);
+      },
+    }));
+    const vms = await manager(api);
+    await vms.hotplugMemory(d.uuid, { size: 128, node: 0, alias: 'ua-a' });
+    const removals: DeviceRemovedEvent[] = [];
+    vms.on('deviceRemoved', (_vmId, ev) => removals.push(ev));
+
+    const sent = fake.recordXml();
+    const r = await vms.hotunplugMemory(d.uuid, { alias: 'ua-a', size: 128, node: 0 });
+    expect(r.memSize).toBe(1024);
+    expect(failedReads).toBe(0);
+    expect(removals).toEqual([{ alias: 'ua-a', memSize: 1024, late: false }]);
+    expect(vms.stats(d.uuid).memoryDevices).toEqual([]);
+    expect(fake.getDomainState(d.uuid)?.liveDimms).toEqual([]);
+    // The metadata written after the removal lists no mark and no ua-a.
+    const md = await waitFor('the metadata write after the removal', () =>
+      sent.find((x) => x.proc === 'DOMAIN_SET_METADATA'),
+    );
+    expect(md.xml).not.toContain('ua-a');
+
+    // libvirt is reachable again; the resync after a reconnect finds the same.
+    // (A hot plug after it reads the VM behind the resync's read.)
+    failXml = false;
+    client.emit('reconnected');
+    const s = await vms.hotplugMemory(d.uuid, { size: 128, node: 0, alias: 'ua-b' });
+    expect(s.memoryDevices.map((x) => x.alias)).toEqual(['ua-b']);
+    expect(vms.stats(d.uuid).memSize).toBe(1152);
+    expect(removals).toHaveLength(1);
+  });
+
   it('a DIMM removed from outside whose re-read fails is retried: it leaves the stats with no other event', async () => {
     const d = fake.addDomain({ memoryMiB: 1024 });
     let failXml = false;
