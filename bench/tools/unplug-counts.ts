@@ -4,7 +4,7 @@
 // builds (bench/tools/count-preload.mjs), WebSocket messages the client
 // receives, and the daemon's CPU time; with --strace also its system calls
 // (strace -c -f, which slows it: read the counts, not the times).
-// usage: node --import tsx bench/tools/unplug-counts.ts [N] [--concurrent] [--strace] [--cpu-prof] [--release-ms MS] [--vms V]
+// usage: node --import tsx bench/tools/unplug-counts.ts [N] [--concurrent] [--strace] [--cpu-prof] [--release-ms MS] [--vms V] [--conns C]
 //   --concurrent: the N unplugs at once on N VMs over 8 connections (else one at a time)
 //   --release-ms: the fake's guests release after MS (default 0: at once); --vms: VMs on the fake (at least those needed)
 import { spawn } from 'node:child_process';
@@ -20,12 +20,12 @@ const n = Number(process.argv[2] ?? 200);
 const concurrent = process.argv.includes('--concurrent');
 const strace = process.argv.includes('--strace');
 const preload = fileURLToPath(new URL('./count-preload.mjs', import.meta.url));
-const CONNS = concurrent ? 8 : 1;
 const opt = (name: string): number | undefined => {
   const i = process.argv.indexOf(name);
   return i < 0 ? undefined : Number(process.argv[i + 1]);
 };
 const releaseMs = opt('--release-ms') ?? 0;
+const CONNS = opt('--conns') ?? (concurrent ? 8 : 1);
 const vmsNeeded = Math.max(concurrent ? n : Math.ceil(n / 4), opt('--vms') ?? 0);
 // Half the DIMMs for the warm-up, half measured.
 const fake = await startFakeProcess({

@@ -233,8 +233,11 @@ export type DeviceEvent =
 export type Effect =
   /** Write the VM's metadata (its marks are `marksOf(state)` and `resizeMarksOf(state)`). */
   | { readonly type: 'persist' }
-  /** Rebuild the VM's stats, notifying if they changed. */
-  | { readonly type: 'publish' }
+  /**
+   * Rebuild the VM's stats, notifying if they changed; `defer`: a state that
+   * is often brief (a detach sent), announced only if it lasts.
+   */
+  | { readonly type: 'publish'; readonly defer?: true }
   /** Answer the call waiting on this device. */
   | { readonly type: 'settle'; readonly alias: string; readonly answer: Answer }
   /** Tell clients how a removal ended. */
@@ -463,7 +466,7 @@ const onMarkFailed: Handler<'mark-failed'> = (s, e) => {
 };
 
 const onDetachRequested: Handler<'detach-requested'> = (s, e) =>
-  unplugOf(s, e.alias)?.waiting ? { state: s, effects: [{ type: 'publish' }] } : unchanged(s);
+  unplugOf(s, e.alias)?.waiting ? { state: s, effects: [{ type: 'publish', defer: true }] } : unchanged(s);
 
 const onDetachFailed: Handler<'detach-failed'> = (s, e) => {
   const d = unplugOf(s, e.alias);

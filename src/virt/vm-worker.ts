@@ -31,7 +31,7 @@ import { isNoDomain, libvirtDetails } from './libvirt-errors.js';
 import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './metadata.js';
 import type { SizeChangeNotifier } from './size-change-notifier.js';
 import { isActive, statusOf } from './status.js';
-import type { VmManagerEvents } from './types.js';
+import type { VmManagerEvents, VmStats } from './types.js';
 import { isLiveVirtioMem, resizeXml } from './virtio-mem.js';
 import { mergeHow, type ReloadHow, readDomain, type Snapshot } from './vm-read.js';
 import { metadataOf, presentAliases, type RunFacts, type VmRecord } from './vm-record.js';
@@ -93,6 +93,14 @@ interface ResizeWatch {
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 30_000;
 
+/**
+ * How long a change published with `defer` (a detach sent: the DIMM shows
+ * unplugging) waits before clients hear of it. The guests here release in
+ * 30-45 ms, and then the removal's own VM_status, sent at once, says it all;
+ * a removal still pending after this is announced as unplugging.
+ */
+export const ANNOUNCE_AFTER_MS = 100;
+
 export class VmWorker {
   private vm: VmRecord | undefined;
   private detached = false;
@@ -115,6 +123,8 @@ export class VmWorker {
   private stopped = false;
   private retry: { timer: NodeJS.Timeout | undefined; delayMs: number; how: ReloadHow } | undefined;
   private readonly guestLoop: GuestProbeLoop | undefined;
+  /** A deferred change not announced yet: what clients last heard, and the timer that announces it. */
+  private held: { heard: VmStats | undefined; timer: NodeJS.Timeout } | undefined;
 
   constructor(
     readonly uuid: string,
@@ -348,7 +358,7 @@ export class VmWorker {
       case 'persist':
         return this.persist();
       case 'publish':
-        this.publish();
+        this.publish(eff.defer === true);
         return undefined;
       case 'settle': {
         const resolve = this.waiters.get(eff.alias);
@@ -525,6 +535,7 @@ export class VmWorker {
   stop(): void {
     this.stopped = true;
     this.cancelRetry();
+    this.dropHeld();
     this.guestLoop?.stop();
     for (const w of this.watches.values()) {
       clearTimeout(w.deadline);
@@ -698,6 +709,7 @@ export class VmWorker {
     this.submit({ type: 'vm-stopped' });
     this.cancelRetry();
     this.guestLoop?.stop();
+    this.dropHeld();
     const vm = this.vm;
     if (!this.detached) {
       this.detached = true;
@@ -714,15 +726,42 @@ export class VmWorker {
 
   // ---- effects ----
 
-  /** Rebuilds the cached stats and notifies when anything visible changed. */
-  publish(): void {
+  /**
+   * Rebuilds the cached stats (what VM.getStats answers) and notifies when
+   * anything visible changed since clients last heard. `defer`: the notice
+   * waits ANNOUNCE_AFTER_MS, and is dropped if a later publish comes first
+   * (that one tells the newer state, or nothing if it is what they heard).
+   */
+  publish(defer = false): void {
     const vm = this.vm;
     if (!vm) return;
     const prev = vm.stats as VmRecord['stats'] | undefined;
     vm.stats = buildStats(vm);
-    if (statsChanged(prev, vm.stats) && !this.detached) this.deps.events.emit('vmStatus', vm.stats);
+    if (this.detached) return;
+    if (defer) {
+      if (!this.held && statsChanged(prev, vm.stats)) {
+        const timer = setTimeout(() => this.announceHeld(), ANNOUNCE_AFTER_MS);
+        timer.unref();
+        this.held = { heard: prev, timer };
+      }
+    } else {
+      const heard = this.held ? this.held.heard : prev;
+      this.dropHeld();
+      if (statsChanged(heard, vm.stats)) this.deps.events.emit('vmStatus', vm.stats);
+    }
     // A plug, a removal or a boot changes what there is to ask the guest about.
-    if (!this.detached) this.guestLoop?.changed();
+    this.guestLoop?.changed();
+  }
+
+  private announceHeld(): void {
+    this.held = undefined;
+    const vm = this.vm;
+    if (vm && !this.detached) this.deps.events.emit('vmStatus', vm.stats);
+  }
+
+  private dropHeld(): void {
+    if (this.held) clearTimeout(this.held.timer);
+    this.held = undefined;
   }
 
   /** Writes our metadata; writes of one VM are chained and each sends the state of its time. */

@@ -200,6 +200,45 @@ describe('daemon on the fake libvirtd: faults', () => {
     ).toBe(false);
   });
 
+  it('VM_status shows unplugging only for a removal that lasts: none for a quick removal or rejection, before the removal for a slow one', async () => {
+    const quick = vm({ dimms: ['ua-q1'], eventBeforeReply: true, eventDelayMs: 0 });
+    const rejecting = vm({ dimms: ['ua-j1'], unplug: 'reject', eventDelayMs: 0 });
+    const slow = vm({ dimms: ['ua-w1'], unplug: 'silent' });
+    const { c } = await daemon();
+    /** From `from` on: each of vmId's notifications, a VM_status as the state of `alias` ('gone' once removed). */
+    const seen = (vmId: string, alias: string, from: number) =>
+      c.notifications.slice(from).flatMap((n) => {
+        if (n.method === `|virt|VM_status|${vmId}`) {
+          const d = vmStatusStats(n, vmId).memoryDevices.find((x) => x.alias === alias);
+          return [`VM_status ${d?.state ?? 'gone'}`];
+        }
+        return n.method.endsWith(`|${vmId}`) ? [n.method.split('|')[2]] : [];
+      });
+
+    const q0 = c.notifications.length;
+    await c.call('VM.hotunplugMemory', unplug(quick, 'ua-q1'));
+    const j0 = c.notifications.length;
+    const rejected = await expectRpcError(c.call('VM.hotunplugMemory', unplug(rejecting, 'ua-j1')));
+    expect([rejected.code, rejected.reason]).toEqual([85, 'guest-rejected']);
+
+    // The silent guest's removal is announced once it has lasted; by then any
+    // announcement still due for the two earlier ones would have gone out too.
+    const w0 = c.notifications.length;
+    const slowCall = c.call<{ status: string }>('VM.hotunplugMemory', unplug(slow, 'ua-w1', 10));
+    await c.waitForNotification(
+      (n) =>
+        n.method === `|virt|VM_status|${slow}` &&
+        vmStatusStats(n, slow).memoryDevices.some((x) => x.alias === 'ua-w1' && x.state === 'unplugging'),
+    );
+    fake.emitDeviceRemoved(slow, 'ua-w1');
+    expect((await slowCall).status).toBe('removed');
+
+    expect(seen(quick, 'ua-q1', q0)).toEqual(['VM_status gone', 'device_removed']);
+    // Back to what clients last heard: no VM_status at all.
+    expect(seen(rejecting, 'ua-j1', j0)).toEqual(['device_removal_failed']);
+    expect(seen(slow, 'ua-w1', w0)).toEqual(['VM_status unplugging', 'VM_status gone', 'device_removed']);
+  });
+
   it('a guest that rejects: 85 guest-rejected well before the timeout, twice, and the DIMM stays plugged', async () => {
     const a = vm({ dimms: ['ua-r1'], unplug: 'reject', eventDelayMs: 50 });
     const { c } = await daemon();
