@@ -11,10 +11,11 @@
 // time and log lines per sequential unplug, and the fakes' CPU per unplug
 // (what the daemon's extra libvirt calls cost the libvirtd side).
 //
-// The daemon's call does more libvirt round trips than the bare detach by
-// design: it records the unplug in the domain metadata before the detach
-// (so a restart loses nothing), and re-reads the live XML and writes the
-// metadata again after the event.
+// The daemon's call does one libvirt round trip more than the bare detach
+// before it, by design: the migration check (virDomainGetJobStats, code 51),
+// which cannot go out with the detach (a queued detach would run if the
+// migration then failed, after we had refused). After the removal it writes
+// the metadata (the DIMMs present, for restart recovery), off the reply's path.
 
 import { LibvirtClient } from '../src/libvirt/client.js';
 import { DomainAffect } from '../src/libvirt/types.js';

@@ -8,6 +8,7 @@ export const LibvirtErrorCode = {
   NO_DOMAIN: 42,
   OPERATION_INVALID: 55,
   NO_DOMAIN_METADATA: 80,
+  AGENT_UNRESPONSIVE: 86,
   OPERATION_TIMEOUT: 68,
   DEVICE_MISSING: 99,
 } as const;

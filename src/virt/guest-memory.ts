@@ -11,6 +11,7 @@
 // memoryN/valid_zones (the zone of an online block). guest-exec would do too,
 // but runs arbitrary commands as root in the guest: reading files is less.
 
+import { LibvirtError, LibvirtErrorCode, LibvirtTimeoutError } from '../libvirt/errors.js';
 import type { DomainRef, LibvirtApi } from '../libvirt/types.js';
 
 export type GuestZone = 'movable' | 'normal' | 'offline' | 'mixed' | 'unknown';
@@ -34,6 +35,13 @@ export interface ProbeOptions {
   deadlineMs?: number;
   /** libvirt's wait for each agent reply, seconds. */
   agentTimeoutS?: number;
+}
+
+/** A probe's answer: per DIMM its view (unknown when the guest could not say). */
+export interface ProbeResult {
+  views: Map<string, GuestDimmView>;
+  /** The agent did not answer in time (the deadline, or libvirt's own wait): asked again now, it would make the caller wait as long. */
+  silent: boolean;
 }
 
 export const UNKNOWN: GuestDimmView = Object.freeze({ online: false, zone: 'unknown' });
@@ -121,23 +129,34 @@ export async function probeGuestMemory(
   dom: DomainRef,
   dimms: readonly ProbedDimm[],
   opts: ProbeOptions = {},
-): Promise<Map<string, GuestDimmView>> {
+): Promise<ProbeResult> {
   const result = new Map<string, GuestDimmView>(dimms.map((d) => [d.alias, UNKNOWN]));
   const agent = agentOf(api, dom, opts.agentTimeoutS ?? DEFAULT_AGENT_TIMEOUT_S);
-  if (!agent || dimms.length === 0) return result;
+  if (!agent || dimms.length === 0) return { views: result, silent: false };
+  let silent = false;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<'deadline'>((resolve) => {
     timer = setTimeout(() => resolve('deadline'), opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
   });
   try {
     const views = await Promise.race([probe(agent, dimms), deadline]);
-    if (views !== 'deadline') for (const [alias, v] of views) result.set(alias, v);
-  } catch {
+    if (views === 'deadline') silent = true;
+    else for (const [alias, v] of views) result.set(alias, v);
+  } catch (err) {
     // unknown, as initialised
+    silent = isUnresponsive(err);
   } finally {
     clearTimeout(timer);
   }
-  return result;
+  return { views: result, silent };
+}
+
+/** libvirt gave up waiting for the agent, or our call to libvirt timed out. */
+function isUnresponsive(err: unknown): boolean {
+  return (
+    (err instanceof LibvirtError && err.code === LibvirtErrorCode.AGENT_UNRESPONSIVE) ||
+    err instanceof LibvirtTimeoutError
+  );
 }
 
 async function probe(agent: Agent, dimms: readonly ProbedDimm[]): Promise<Map<string, GuestDimmView>> {

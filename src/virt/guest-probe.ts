@@ -6,10 +6,13 @@
 // block), and fresh for an unplug's or setMemory's pre-flight, which does not
 // trust a cached answer. Probes are bounded by a short deadline and a host-wide
 // cap on concurrent probes, so thousands of VMs or silent agents cost little.
+// An agent that did not answer its VM's last probe is not waited for by a
+// pre-flight (the call goes on as with no agent: zone unknown); a background
+// probe asks again, and the first answer ends this.
 
 import type { DomainRef, LibvirtApi } from '../libvirt/types.js';
 import { VirtError } from './errors.js';
-import { type GuestDimmView, type ProbedDimm, probeGuestMemory } from './guest-memory.js';
+import { type GuestDimmView, type ProbedDimm, type ProbeResult, probeGuestMemory } from './guest-memory.js';
 
 export interface GuestProbeOptions {
   /** Between periodic probes of a VM with DIMMs; 0: none (only on changes and pre-flights). */
@@ -83,7 +86,7 @@ export class GuestProber {
     ref: DomainRef,
     dimms: readonly ProbedDimm[],
     deadlineMs = this.opts.deadlineMs,
-  ): Promise<GuestViews> {
+  ): Promise<ProbeResult> {
     if (this.inFlight >= this.opts.concurrency) await new Promise<void>((r) => this.queue.push(r));
     this.inFlight++;
     try {
@@ -120,6 +123,8 @@ export class GuestProbeLoop {
   private timer: NodeJS.Timeout | undefined;
   private started = 0;
   private applied = 0;
+  /** The last applied probe found the agent silent. */
+  private silent = false;
 
   constructor(
     private readonly prober: GuestProber,
@@ -147,10 +152,22 @@ export class GuestProbeLoop {
     void this.run();
   }
 
-  /** A fresh probe of `dimms` (the pre-flight): applied, and returned. */
+  /** The agent did not answer the last probe (a pre-flight does not wait for it). */
+  get agentSilent(): boolean {
+    return this.silent;
+  }
+
+  /**
+   * A fresh probe of `dimms` (the pre-flight): applied, and returned. None
+   * (no views) while the agent is silent: a background probe asks instead.
+   */
   async now(dimms: readonly ProbedDimm[], deadlineMs?: number): Promise<GuestViews> {
     const s = this.target.subject();
     if (!s || dimms.length === 0) return new Map();
+    if (this.silent) {
+      this.kick();
+      return new Map();
+    }
     return this.probeAndApply(s.ref, dimms, deadlineMs);
   }
 
@@ -179,10 +196,11 @@ export class GuestProbeLoop {
     deadlineMs?: number,
   ): Promise<GuestViews> {
     const seq = ++this.started;
-    const views = await this.prober.probe(ref, dimms, deadlineMs);
+    const { views, silent } = await this.prober.probe(ref, dimms, deadlineMs);
     // An older probe that ends after a newer one must not overwrite its answer.
     if (seq > this.applied && !this.stopped) {
       this.applied = seq;
+      this.silent = silent;
       this.target.apply(dimms, views);
     }
     return views;

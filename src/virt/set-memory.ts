@@ -84,7 +84,7 @@ export async function setMemoryNow(
     planVirtioMem(before.dom.memory, req.requested, before.dom.virtioMem.filter(isLiveVirtioMem)).length > 0;
   // A decrease asks the guest afresh which DIMMs it could give back (not the cache).
   const zones =
-    req.requested < before.dom.memory && !opts.force ? await probeCandidates(w, before) : new Map();
+    req.requested < before.dom.memory && !opts.force ? await probeCandidates(w, before, op) : new Map();
   // An increase virtio-mem can make needs no DIMM (nor the DIMM alignment).
   const plan: MemoryPlan =
     virtioMoves && req.requested > before.dom.memory
@@ -239,12 +239,12 @@ function planFor(
 }
 
 /** The guest's answer now for the DIMMs a decrease could take. */
-function probeCandidates(w: VmWorker, vm: Readonly<VmRecord>): Promise<GuestViews> {
+function probeCandidates(w: VmWorker, vm: Readonly<VmRecord>, op: OpLog): Promise<GuestViews> {
   const aliases = vm.dom.dimms
     .filter(hasAlias)
     .filter((d) => isHotplugged(vm, d.alias) && deviceState(vm, d.alias) === 'plugged')
     .map((d) => d.alias);
-  return aliases.length > 0 ? w.probeGuest(aliases) : Promise.resolve(new Map());
+  return aliases.length > 0 ? w.probeGuest(aliases, op) : Promise.resolve(new Map());
 }
 
 /** The planner's unplugs, one after the other; a failed one is reported, not thrown. */

@@ -207,7 +207,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       // the cache: the decision refuses before anything is touched.
       const [, view] = await Promise.all([
         checkNotMigrating(this.ctx.client, w.require(), op),
-        opts.force ? undefined : w.probeGuest([first.alias]).then((v) => v.get(first.alias)),
+        opts.force ? undefined : w.probeGuest([first.alias], op).then((v) => v.get(first.alias)),
       ]);
       op('pre-flight done');
       if (view) op('guest probed', { zone: view.zone, online: view.online });

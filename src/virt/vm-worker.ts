@@ -29,6 +29,7 @@ import type { GuestDimmView, ProbedDimm } from './guest-memory.js';
 import type { GuestProbeLoop, GuestProber, GuestViews } from './guest-probe.js';
 import { isNoDomain, libvirtDetails } from './libvirt-errors.js';
 import { buildMetadata, emptyMetadata, METADATA_PREFIX, METADATA_URI } from './metadata.js';
+import type { OpLog } from './op-context.js';
 import type { SizeChangeNotifier } from './size-change-notifier.js';
 import { isActive, statusOf } from './status.js';
 import type { VmManagerEvents, VmStats } from './types.js';
@@ -227,16 +228,15 @@ export class VmWorker {
   /**
    * Asks the guest now about these DIMMs (a pre-flight, which must not trust
    * a cached answer); the answer is kept in the record as well. Never rejects:
-   * no agent or no answer within the deadline is 'unknown'.
+   * no agent or no answer within the deadline is 'unknown'. An agent silent
+   * at its last probe is not waited for (no views; `op` is told).
    */
-  async probeGuest(aliases: readonly string[], deadlineMs?: number): Promise<GuestViews> {
+  async probeGuest(aliases: readonly string[], op?: OpLog): Promise<GuestViews> {
     const vm = this.vm;
     if (!vm || !this.guestLoop) return new Map();
+    if (this.guestLoop.agentSilent) op?.('guest agent silent at its last probe: not waited for');
     const want = new Set(aliases);
-    return this.guestLoop.now(
-      probedDimms(vm).filter((d) => want.has(d.alias)),
-      deadlineMs,
-    );
+    return this.guestLoop.now(probedDimms(vm).filter((d) => want.has(d.alias)));
   }
 
   /** Ask the guest again soon (after an operation that may have changed its answer). */

@@ -169,6 +169,28 @@ interface Dimm {
   sizeMiB: number;
   node: number;
   slot: number;
+  /** Guest-physical address above DIMM_BASE, MiB, once running: fixed for the DIMM's life, as QEMU's. */
+  addrMiB?: number;
+}
+
+/**
+ * Gives each running DIMM without an address the lowest free range that fits
+ * (QEMU's memory-device address assignment), in slot order: removing a DIMM
+ * leaves a hole and moves no other.
+ */
+function ensureAddrs(dimms: Dimm[]): void {
+  const placed = dimms.filter((x) => x.addrMiB !== undefined);
+  for (const x of [...dimms].sort((a, b) => a.slot - b.slot)) {
+    if (x.addrMiB !== undefined) continue;
+    let at = 0;
+    for (const p of [...placed].sort((a, b) => (a.addrMiB ?? 0) - (b.addrMiB ?? 0))) {
+      const start = p.addrMiB ?? 0;
+      if (start - at >= x.sizeMiB) break;
+      at = Math.max(at, start + p.sizeMiB);
+    }
+    x.addrMiB = at;
+    placed.push(x);
+  }
 }
 
 interface VirtioMem {
@@ -676,14 +698,14 @@ export class FakeLibvirtd {
   /** The guest's memory blocks of the live DIMMs (index -> zone), at the addresses the live XML shows. */
   private agentBlocks(d: FakeDomain, agent: FakeGuestAgent, blockBytes: number): Map<number, FakeZone> {
     const out = new Map<number, FakeZone>();
-    let base = DIMM_BASE;
-    for (const x of [...d.live.dimms].sort((a, b) => a.slot - b.slot)) {
+    ensureAddrs(d.live.dimms);
+    for (const x of d.live.dimms) {
+      const base = DIMM_BASE + (x.addrMiB ?? 0) * 1024 * 1024;
       const n = Math.floor((x.sizeMiB * 1024 * 1024) / blockBytes);
       const z = agent.zones?.[x.alias] ?? 'Movable';
       for (let i = 0; i < n; i++) {
         out.set(base / blockBytes + i, Array.isArray(z) ? (z[i] ?? 'Movable') : z);
       }
-      base += x.sizeMiB * 1024 * 1024;
     }
     return out;
   }
@@ -907,6 +929,7 @@ export class FakeLibvirtd {
       if (spec.slot === undefined) while (used.has(slot)) slot++;
       st.dimms.push({ alias, sizeMiB: spec.sizeMiB, node: spec.node, slot });
     }
+    ensureAddrs(d.live.dimms);
     if (targets.includes(d.live)) {
       // As libvirt 9 does for a DIMM: device-added names the memory backend object, "mem" + alias.
       this.emitEvent(d, { kind: 'deviceAdded', callbackId: 0, domain: this.ref(d), alias: `mem${alias}` });
@@ -1162,14 +1185,14 @@ export class FakeLibvirtd {
         : `  <metadata>\n${meta.map(([k, v]) => `    ${namespaced(v.xml, v.key, k.slice(2))}`).join('\n')}\n  </metadata>\n`;
     const title = st.metadata.get(`t:${MetadataType.TITLE}`);
     const desc = st.metadata.get(`t:${MetadataType.DESCRIPTION}`);
-    let base = DIMM_BASE;
+    if (active) ensureAddrs(st.dimms);
     const dimms = [...st.dimms]
       .sort((a, b) => a.slot - b.slot)
       .map((x) => {
+        const base = DIMM_BASE + (x.addrMiB ?? 0) * 1024 * 1024;
         const addr = active
           ? `\n      <address type='dimm' slot='${x.slot}' base='0x${base.toString(16)}'/>`
           : '';
-        base += x.sizeMiB * 1024 * 1024;
         const alias =
           active || x.alias.startsWith('ua-') ? `\n      <alias name='${escAttr(x.alias)}'/>` : '';
         return `    <memory model='dimm'>
@@ -1243,7 +1266,8 @@ function matchesListFlags(d: FakeDomain, flags: number): boolean {
 function cloneMem(m: MemState): MemState {
   return {
     baseMiB: m.baseMiB,
-    dimms: m.dimms.map((x) => ({ ...x })),
+    // A new run lays its DIMMs out afresh.
+    dimms: m.dimms.map(({ addrMiB: _, ...x }) => x),
     virtioMem: m.virtioMem.map((x) => ({ ...x })),
     metadata: new Map(m.metadata),
   };

@@ -170,6 +170,36 @@ describe('VM.hotunplugMemory pre-flight', () => {
   });
 });
 
+describe('a silent agent', () => {
+  it('is waited for once; later pre-flights go on without it until a background probe is answered', async () => {
+    const uuid = vm({ mode: 'silent' }, [
+      ['ua-a', 128],
+      ['ua-b', 128],
+      ['ua-c', 128],
+    ]);
+    const client = await daemon('[guest]\nprobe_interval = 0\nprobe_timeout = 2\n');
+    // The first pre-flight waits for the agent and finds it silent.
+    await expect(client.call('VM.hotunplugMemory', unplug(uuid, 'ua-a'))).resolves.toMatchObject({
+      status: 'removed',
+    });
+    // The agent answers again, and would say ZONE_NORMAL: a pre-flight that
+    // asked would refuse. This one does not wait for a silent agent.
+    fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-b': 'Normal', 'ua-c': 'Normal' } });
+    await expect(client.call('VM.hotunplugMemory', unplug(uuid, 'ua-b'))).resolves.toMatchObject({
+      status: 'removed',
+    });
+    // The unplug's final log line lists its steps (the log is read as it comes).
+    const done = await fd?.daemon.waitForLog((l) => l.alias === 'ua-b' && l.msg === 'removed');
+    expect(Object.keys((done?.steps ?? {}) as object)).toContain(
+      'guest agent silent at its last probe: not waited for',
+    );
+    // The background probe it asked for gets the answer; from then on pre-flights ask again.
+    await probed(client, uuid, { 'ua-c': 'normal' });
+    const e = await expectRpcError(client.call('VM.hotunplugMemory', unplug(uuid, 'ua-c')));
+    expect(e.error.data).toMatchObject({ reason: 'not-movable', alias: 'ua-c' });
+  });
+});
+
 describe('VM.setMemory with guest zones', () => {
   it('prefers movable DIMMs, skips ZONE_NORMAL ones and lists them', async () => {
     const uuid = vm({ mode: 'answer', zones: { 'ua-n': 'Normal' } }, [

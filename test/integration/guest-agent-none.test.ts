@@ -25,7 +25,9 @@ describe('guest agent passthrough, guest without an agent', () => {
     expect(err).toBeInstanceOf(LibvirtError);
     expect((err as LibvirtError).message).toMatch(/agent/i);
     const r = await probeGuestMemory(lv, dom, [{ alias: 'ua-x', base: '0x100000000', size: 128 }]);
-    expect(r.get('ua-x')).toEqual({ online: false, zone: 'unknown' });
+    expect(r.views.get('ua-x')).toEqual({ online: false, zone: 'unknown' });
+    // Refused at once: not an agent to stop waiting for.
+    expect(r.silent).toBe(false);
     // Its live XML has no agent channel, so the daemon does not even ask.
     expect(parseDomainXml(await lv.getXMLDesc(dom, 0)).guestAgent).toBe(false);
     // The connection is still good for other calls.

@@ -1,6 +1,7 @@
 // The movability probe against an in-memory guest agent that answers the way
 // qemu-ga does (replies and errors as JSON text through libvirt's passthrough).
 import { describe, expect, it } from 'vitest';
+import { LibvirtError, LibvirtErrorCode } from '../../src/libvirt/errors.js';
 import type { DomainRef, LibvirtApi } from '../../src/libvirt/types.js';
 import { classify, dimmBlocks, probeGuestMemory } from '../../src/virt/guest-memory.js';
 
@@ -95,7 +96,8 @@ describe('guest memory probe', () => {
       dimm('mix', 35, 2),
       dimm('absent', 40),
     ]);
-    expect(Object.fromEntries(r)).toEqual({
+    expect(r.silent).toBe(false);
+    expect(Object.fromEntries(r.views)).toEqual({
       mov: { online: true, zone: 'movable' },
       norm: { online: true, zone: 'normal' },
       off: { online: false, zone: 'offline' },
@@ -110,19 +112,35 @@ describe('guest memory probe', () => {
   it('a command blocked by the agent policy makes every DIMM unknown', async () => {
     const g: FakeGuest = { blocks: new Map([[32, 'Movable']]), blocked: ['guest-file-open'], calls: [] };
     const r = await probeGuestMemory(fakeApi(g), dom, [dimm('a', 32)]);
-    expect(r.get('a')).toEqual({ online: false, zone: 'unknown' });
+    expect(r.views.get('a')).toEqual({ online: false, zone: 'unknown' });
+    // It answered (with an error): not silent.
+    expect(r.silent).toBe(false);
   });
 
   it('an agent that never answers: unknown after the deadline', async () => {
     const g: FakeGuest = { blocks: new Map(), hang: true, calls: [] };
     const r = await probeGuestMemory(fakeApi(g), dom, [dimm('a', 32)], { deadlineMs: 50 });
-    expect(r.get('a')?.zone).toBe('unknown');
+    expect(r.views.get('a')?.zone).toBe('unknown');
+    expect(r.silent).toBe(true);
     expect(g.calls).toEqual(['guest-get-memory-blocks']);
+  });
+
+  it('libvirt giving up on the agent (agent unresponsive): unknown, and silent', async () => {
+    const api = {
+      qemuAgentCommand: () =>
+        Promise.reject(
+          new LibvirtError('Guest agent is not responding', LibvirtErrorCode.AGENT_UNRESPONSIVE, 10),
+        ),
+    } as unknown as LibvirtApi;
+    const r = await probeGuestMemory(api, dom, [dimm('a', 32)]);
+    expect(r.views.get('a')?.zone).toBe('unknown');
+    expect(r.silent).toBe(true);
   });
 
   it('a client without agent passthrough: unknown, no call', async () => {
     const r = await probeGuestMemory({} as LibvirtApi, dom, [dimm('a', 32)]);
-    expect(r.get('a')?.zone).toBe('unknown');
+    expect(r.views.get('a')?.zone).toBe('unknown');
+    expect(r.silent).toBe(false);
   });
 
   it('maps a DIMM to its blocks; unaligned or unknown addresses give none', () => {

@@ -53,11 +53,14 @@ function agentApi(zones: Map<number, string>) {
   };
 }
 
-/** A prober whose probe the test controls directly. */
+/** A prober whose probe the test controls directly (`silent`: its answers say the agent did not answer). */
 function scripted(answer: (dimms: readonly ProbedDimm[]) => Promise<GuestViews>, intervalMs = 0) {
   const prober = new GuestProber({} as LibvirtApi, { intervalMs, deadlineMs: 1000, concurrency: 4 });
-  const probe = vi.spyOn(prober, 'probe').mockImplementation((_r, dimms) => answer(dimms));
-  return { prober, probe };
+  const agent = { silent: false };
+  const probe = vi
+    .spyOn(prober, 'probe')
+    .mockImplementation(async (_r, dimms) => ({ views: new Map(await answer(dimms)), silent: agent.silent }));
+  return { prober, probe, agent };
 }
 
 function target(dimms: () => ProbedDimm[]) {
@@ -143,6 +146,33 @@ describe('guest probe loop', () => {
     await new Promise((r) => setImmediate(r));
     expect(applied).toHaveLength(1);
     expect(applied[0]!.get('ua-1')?.zone).toBe('normal');
+    loop.stop();
+  });
+
+  it('a silent agent is not waited for by a pre-flight until a background probe gets an answer', async () => {
+    let opens: ((v: GuestViews) => void)[] = [];
+    const { prober, probe, agent } = scripted(() => new Promise((r) => opens.push(r)));
+    const { t, applied } = target(() => [d1]);
+    const loop = prober.loop(t);
+    agent.silent = true;
+    const first = loop.now([d1]);
+    opens[0]!(new Map());
+    await first;
+    expect(loop.agentSilent).toBe(true);
+    // The next pre-flight answers at once, with nothing, and a background probe asks instead.
+    opens = [];
+    expect(await loop.now([d1])).toEqual(new Map());
+    expect(probe).toHaveBeenCalledTimes(2);
+    agent.silent = false;
+    opens[0]!(new Map([['ua-1', view('normal')]]));
+    await vi.waitFor(() => expect(applied).toHaveLength(2));
+    expect(loop.agentSilent).toBe(false);
+    // Answering again: pre-flights ask afresh.
+    opens = [];
+    const fresh = loop.now([d1]);
+    await vi.waitFor(() => expect(opens).toHaveLength(1));
+    opens[0]!(new Map([['ua-1', view('movable')]]));
+    expect((await fresh).get('ua-1')?.zone).toBe('movable');
     loop.stop();
   });
 
