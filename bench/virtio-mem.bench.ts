@@ -66,7 +66,8 @@ export async function run(): Promise<BenchResult[]> {
       try {
         await g.waitForMemTotal((k) => k === baseKiB + HIGH * 1024, 60_000);
       } catch (err) {
-        // Seen once in a full `npm run bench` (never alone): say what libvirt and the guest each had.
+        // Seen in full runs before resize re-read a cache that said "already there" (its size-change
+        // events from python's shrink not yet in): say what libvirt and the guest each had.
         const dev = parseDomainXml(await virsh(['dumpxml', g.name])).virtioMem.find((v) => v.alias === ALIAS);
         throw new Error(
           `grown to ${HIGH} MiB: libvirt says requested ${dev?.requested} current ${dev?.current} MiB; guest MemTotal ${await g.memTotalKiB()} KiB, base ${baseKiB} KiB: ${(err as Error).message.slice(0, 300)}`,

@@ -109,12 +109,22 @@ async function resize(
   alias: string,
   o: ResizeOptions,
 ): Promise<ResizeResult> {
-  const vm = target.require();
-  const dev = checkResize(vm, alias, o.requested);
+  let vm = target.require();
+  let dev = checkResize(vm, alias, o.requested);
   const targetKiB = o.requested * 1024;
-  if (dev.requestedKiB === targetKiB && dev.currentKiB === targetKiB) {
-    o.op('already at the requested size', { requested: o.requested });
-    return { alias, requested: o.requested, current: dev.current, memSize: vm.dom.memory };
+  const there = () => dev.requestedKiB === targetKiB && dev.currentKiB === targetKiB;
+  if (there()) {
+    // The cache may be behind libvirt: another client's resize raises no event
+    // for `requested`, and QEMU throttles the size-change events. Read first.
+    const fresh = await target.reload();
+    if (fresh) {
+      vm = fresh;
+      dev = checkResize(fresh, alias, o.requested);
+    }
+    if (there()) {
+      o.op('already at the requested size', { requested: o.requested });
+      return { alias, requested: o.requested, current: dev.current, memSize: vm.dom.memory };
+    }
   }
   o.op('resizing', { from: dev.current, requested: o.requested, timeoutMs: o.timeoutMs, stallMs: o.stallMs });
   // The lifecycle machine tracks the resize (VmStats 'resizing'); the worker's

@@ -78,6 +78,8 @@ export interface VirtioMemBehaviour {
   /** Between steps (default 20 ms). */
   stepMs?: number;
   stallAtMiB?: number;
+  /** false: the device moves but no size-change event goes out (QEMU throttles them: one may come late). Default true. */
+  events?: boolean;
 }
 
 export interface AddDomainOptions {
@@ -375,6 +377,15 @@ export class FakeLibvirtd {
 
   setVirtioMemBehaviour(uuid: string, b: VirtioMemBehaviour): void {
     this.mustGet(uuid).vmemBehaviour = vmemBehaviour(b);
+  }
+
+  /** As another client's update-memory-device (virsh): the guest follows; no event says `requested` changed. */
+  setRequested(uuid: string, alias: string, requestedMiB: number): void {
+    const d = this.mustGet(uuid);
+    const dev = d.live.virtioMem.find((v) => v.alias === alias);
+    if (!dev) throw new Error(`no virtio-mem ${alias} on ${uuid}`);
+    dev.requestedMiB = requestedMiB;
+    this.driveVirtioMem(d, alias);
   }
 
   /** The live virtio-mem devices (MiB). */
@@ -1046,13 +1057,14 @@ export class FakeLibvirtd {
       else if (dev.currentMiB > floor) next = Math.max(floor, dev.currentMiB - b.stepMiB);
       if (next === dev.currentMiB) return;
       dev.currentMiB = next;
-      this.emitEvent(d, {
-        kind: 'memoryDeviceSizeChange',
-        callbackId: 0,
-        domain: this.ref(d),
-        alias,
-        sizeKiB: next * 1024,
-      });
+      if (b.events)
+        this.emitEvent(d, {
+          kind: 'memoryDeviceSizeChange',
+          callbackId: 0,
+          domain: this.ref(d),
+          alias,
+          sizeKiB: next * 1024,
+        });
       schedule();
     };
     const schedule = () => {
@@ -1279,6 +1291,7 @@ function vmemBehaviour(b: VirtioMemBehaviour | undefined): FakeDomain['vmemBehav
     stepMiB: b?.stepMiB ?? 64,
     stepMs: b?.stepMs ?? 20,
     stallAtMiB: b?.stallAtMiB ?? 0,
+    events: b?.events ?? true,
   };
 }
 

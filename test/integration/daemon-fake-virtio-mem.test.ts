@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VirtioMemBehaviour } from '../fakes/fake-libvirtd.js';
 import type { Stats } from '../helpers/api-types.js';
-import { type FakeDaemon, FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
+import { type FakeDaemon, FakeLibvirtd, startOnFake, waitFor } from '../helpers/fake-daemon.js';
 import { metricsUrlOf, scrape } from '../helpers/prom-text.js';
 import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
 
@@ -95,6 +95,25 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect(m.value('vmhostd_operations_total', { method: 'resize', outcome: 'ok' })).toBe(1);
     expect(m.value('vmhostd_virtio_mem_devices', { state: 'plugged' })).toBe(1);
     expect(m.value('vmhostd_dimms', { state: 'plugged' })).toBe(0);
+  });
+
+  it('at the size by the cache only: another client shrank the device and no event has come yet; the call reads libvirt and grows it', async () => {
+    const { c, uuid } = await setup({ mode: 'follow', stepMiB: 128, stepMs: 5 });
+    const grow = { vmID: uuid, alias: 'ua-vm0', requested: 512, timeout: 30 };
+    await expect(c.call<Resized>('VM.resizeMemoryDevice', grow)).resolves.toMatchObject({ current: 512 });
+    // virsh update-memory-device on another connection; QEMU's throttled event not sent yet.
+    fake.setVirtioMemBehaviour(uuid, { mode: 'follow', stepMiB: 512, stepMs: 5, events: false });
+    fake.setRequested(uuid, 'ua-vm0', 0);
+    await waitFor('the guest to give it back', () => fake.getVirtioMem(uuid)[0]?.currentMiB === 0);
+    fake.setVirtioMemBehaviour(uuid, { mode: 'follow', stepMiB: 128, stepMs: 5 });
+    // The daemon's cache still says 512 of 512.
+    const [s] = await c.call<Stats[]>('VM.getStats', { vmID: uuid });
+    expect(s?.memoryDevices[0]).toMatchObject({ requested: 512, current: 512 });
+    await expect(c.call<Resized>('VM.resizeMemoryDevice', grow)).resolves.toMatchObject({
+      requested: 512,
+      current: 512,
+    });
+    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 512, currentMiB: 512 }]);
   });
 
   it('a driver that never moves: stalled after the stall period, current unchanged, requested settled back', async () => {
