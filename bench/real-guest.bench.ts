@@ -30,11 +30,18 @@ const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
 function stepMedians(logs: readonly LogLine[], aliases: ReadonlySet<string>): string {
   const at = new Map<string, number[]>();
   const add = (k: string, ms: number) => at.set(k, [...(at.get(k) ?? []), ms]);
+  const ops = new Set<unknown>();
   for (const l of logs) {
     if (l.operation !== 'hotunplug' || !aliases.has(String(l.alias))) continue;
+    ops.add(l.opId);
     // The final line of an unplug carries every step's time (`steps`); older daemons logged each step.
     if (l.steps) for (const [k, ms] of Object.entries(l.steps as Record<string, number>)) add(k, ms);
     else if (typeof l.durationMs === 'number') add(String(l.step ?? l.msg), l.durationMs);
+  }
+  // The dispatcher's time for the same calls: what is left of the client's figure is the WebSocket hop both ways.
+  for (const l of logs) {
+    if (l.msg === 'rpc call' && ops.has(l.opId) && typeof l.durationMs === 'number')
+      add('rpc call', l.durationMs);
   }
   return [...at]
     .map(([k, v]) => [k, summarize(v, 'ms').median] as const)
