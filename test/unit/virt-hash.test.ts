@@ -32,7 +32,8 @@ describe('devicesHash', () => {
     const h = devicesHash(640, [vmem(128, 128)]);
     expect(devicesHash(640, [vmem(256, 128)])).not.toBe(h);
     expect(devicesHash(640, [vmem(128, 130)])).not.toBe(h);
-    // A known DIMM-only value: engines polling the hash see no change from this release.
-    expect(devicesHash(1024, [dev('ua-a')])).toBe(devicesHash(1024, [{ ...dev('ua-a') }]));
+    // Known DIMM-only values (from the releases before): engines polling the hash see no change.
+    expect(devicesHash(1024, [dev('ua-a')])).toBe('62d14074b67493a4');
+    expect(devicesHash(1792, [dev('ua-a'), dev('ua-b', 'unplugging')])).toBe('f76854f98a813ff6');
   });
 });
