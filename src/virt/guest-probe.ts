@@ -82,11 +82,8 @@ export class GuestProber {
     readonly opts: GuestProbeOptions,
   ) {}
 
-  async probe(
-    ref: DomainRef,
-    dimms: readonly ProbedDimm[],
-    deadlineMs = this.opts.deadlineMs,
-  ): Promise<ProbeResult> {
+  async probe(ref: DomainRef, dimms: readonly ProbedDimm[]): Promise<ProbeResult> {
+    const { deadlineMs } = this.opts;
     if (this.inFlight >= this.opts.concurrency) await new Promise<void>((r) => this.queue.push(r));
     this.inFlight++;
     try {
@@ -161,14 +158,14 @@ export class GuestProbeLoop {
    * A fresh probe of `dimms` (the pre-flight): applied, and returned. None
    * (no views) while the agent is silent: a background probe asks instead.
    */
-  async now(dimms: readonly ProbedDimm[], deadlineMs?: number): Promise<GuestViews> {
+  async now(dimms: readonly ProbedDimm[]): Promise<GuestViews> {
     const s = this.target.subject();
     if (!s || dimms.length === 0) return new Map();
     if (this.silent) {
       this.kick();
       return new Map();
     }
-    return this.probeAndApply(s.ref, dimms, deadlineMs);
+    return this.probeAndApply(s.ref, dimms);
   }
 
   stop(): void {
@@ -190,13 +187,9 @@ export class GuestProbeLoop {
     }
   }
 
-  private async probeAndApply(
-    ref: DomainRef,
-    dimms: readonly ProbedDimm[],
-    deadlineMs?: number,
-  ): Promise<GuestViews> {
+  private async probeAndApply(ref: DomainRef, dimms: readonly ProbedDimm[]): Promise<GuestViews> {
     const seq = ++this.started;
-    const { views, silent } = await this.prober.probe(ref, dimms, deadlineMs);
+    const { views, silent } = await this.prober.probe(ref, dimms);
     // An older probe that ends after a newer one must not overwrite its answer.
     if (seq > this.applied && !this.stopped) {
       this.applied = seq;
