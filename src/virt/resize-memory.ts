@@ -112,8 +112,8 @@ async function resize(
   let vm = target.require();
   let dev = checkResize(vm, alias, o.requested);
   const targetKiB = o.requested * 1024;
-  const there = () => dev.requestedKiB === targetKiB && dev.currentKiB === targetKiB;
-  if (there()) {
+  const there = (d: LiveVirtioMem) => d.requestedKiB === targetKiB && d.currentKiB === targetKiB;
+  if (there(dev)) {
     // The cache may be behind libvirt: another client's resize raises no event
     // for `requested`, and QEMU throttles the size-change events. Read first.
     const fresh = await target.reload();
@@ -121,7 +121,7 @@ async function resize(
       vm = fresh;
       dev = checkResize(fresh, alias, o.requested);
     }
-    if (there()) {
+    if (there(dev)) {
       o.op('already at the requested size', { requested: o.requested });
       return { alias, requested: o.requested, current: dev.current, memSize: vm.dom.memory };
     }
