@@ -53,7 +53,8 @@ export class DaemonMetrics {
   private reconnects = 0;
   private readonly stops: (() => void)[] = [];
   /** Children of the request counter by method, then code: the per-request cost is two map lookups. */
-  private readonly rpcChildren = new Map<string, Map<number, { inc(): void }>>();
+  /** Requests since the last scrape, per method and code, with the counter child they go to. */
+  private readonly rpcTally = new Map<string, Map<number, { child: { inc(n: number): void }; n: number }>>();
 
   constructor(opts: DaemonMetricsOptions) {
     this.now = opts.now ?? (() => new Date());
@@ -70,6 +71,14 @@ export class DaemonMetrics {
         },
         inFlight: () => this.log.inFlightByMethod(),
         libvirtConnected: () => this.libvirt?.connected ?? false,
+        flushRpcRequests: () => {
+          for (const byCode of this.rpcTally.values()) {
+            for (const t of byCode.values()) {
+              if (t.n > 0) t.child.inc(t.n);
+              t.n = 0;
+            }
+          }
+        },
       },
       { perVm: opts.perVm === true, version: opts.version },
     );
@@ -79,17 +88,14 @@ export class DaemonMetrics {
   readonly rpcObserver: RpcObserver = {
     request: (method, code) => {
       const name = method ?? '-';
-      let byCode = this.rpcChildren.get(name);
+      let byCode = this.rpcTally.get(name);
       if (!byCode) {
         byCode = new Map();
-        this.rpcChildren.set(name, byCode);
+        this.rpcTally.set(name, byCode);
       }
-      let child = byCode.get(code);
-      if (!child) {
-        child = this.m.rpcRequests.labels(name, String(code));
-        byCode.set(code, child);
-      }
-      child.inc();
+      const t = byCode.get(code);
+      if (t) t.n++;
+      else byCode.set(code, { child: this.m.rpcRequests.labels(name, String(code)), n: 1 });
     },
     refused: (reason: RefusalReason) => this.m.refused.inc({ reason }),
   };

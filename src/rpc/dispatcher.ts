@@ -452,7 +452,8 @@ export class Dispatcher {
         outcome = { ok: false, error: this.toError(err, spec.name, id, caller.log) };
       }
     }
-    const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    // Read only for a line that is written (not for a debug-level Host.ping).
+    const ms = () => Math.round((performance.now() - t0) * 1000) / 1000;
     this.observe(spec.name, outcome.ok ? 0 : outcome.error.code);
     if (outcome.ok) {
       const level = spec.logLevel ?? 'info';
@@ -461,7 +462,7 @@ export class Dispatcher {
           {
             method: spec.name,
             id,
-            durationMs,
+            durationMs: ms(),
             outcome: 'ok',
             ...ctx?.logFields,
             ...(caller.gone ? { clientGone: true } : {}),
@@ -477,7 +478,7 @@ export class Dispatcher {
         {
           method: spec.name,
           id,
-          durationMs,
+          durationMs: ms(),
           outcome: 'error',
           code: outcome.error.code,
           error: outcome.error.message,
@@ -492,7 +493,7 @@ export class Dispatcher {
         {
           method: spec.name,
           id,
-          durationMs,
+          durationMs: ms(),
           outcome: 'unexpected',
           code: outcome.error.code,
           correlationId: (outcome.error.data as Record<string, unknown>).correlationId,

@@ -15,8 +15,12 @@ export class RawJson<T = unknown> {
 }
 
 function one(r: JSONRPCResponse): string {
-  if ('result' in r && r.result instanceof RawJson) {
-    return `{"jsonrpc":"2.0","id":${JSON.stringify(r.id)},"result":${r.result.text}}`;
+  if ('result' in r) {
+    const result = r.result instanceof RawJson ? r.result.text : JSON.stringify(r.result);
+    // Built by hand (2.5x faster than stringifying the envelope; issue 12). undefined
+    // serialises to nothing: JSON.stringify of the whole reply drops such a key.
+    if (result !== undefined && r.id !== undefined)
+      return `{"jsonrpc":"2.0","id":${JSON.stringify(r.id)},"result":${result}}`;
   }
   return JSON.stringify(r);
 }

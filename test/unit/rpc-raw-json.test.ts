@@ -83,6 +83,31 @@ describe('RawJson results', () => {
       { numRuns: 500 },
     );
   });
+
+  it('stringifyReply equals JSON.stringify for any plain reply: results, errors, null ids', () => {
+    const id = fc.oneof(fc.string(), fc.integer(), fc.constant(null));
+    const reply = fc.oneof(
+      fc.record({ jsonrpc: fc.constant('2.0' as const), id, result: fc.jsonValue() }),
+      fc.record({
+        jsonrpc: fc.constant('2.0' as const),
+        id,
+        error: fc.record({ code: fc.integer(), message: fc.string(), data: fc.jsonValue() }),
+      }),
+    );
+    fc.assert(
+      fc.property(reply, fc.array(reply, { minLength: 1, maxLength: 3 }), (r, batch) => {
+        expect(stringifyReply(r)).toBe(JSON.stringify(r));
+        expect(stringifyReply(batch)).toBe(JSON.stringify(batch));
+      }),
+      { numRuns: 500 },
+    );
+    // A result that serialises to nothing (undefined, a function) is dropped as JSON.stringify drops it.
+    expect(stringifyReply({ jsonrpc: '2.0', id: 1, result: undefined })).toBe('{"jsonrpc":"2.0","id":1}');
+    const withToJson = { toJSON: () => 'x' };
+    expect(stringifyReply({ jsonrpc: '2.0', id: 1, result: withToJson })).toBe(
+      JSON.stringify({ jsonrpc: '2.0', id: 1, result: withToJson }),
+    );
+  });
 });
 
 describe('statsJson', () => {
