@@ -10,6 +10,12 @@
 // only flush is flushLogger's, bounded, and after its deadline what is still
 // pending is abandoned. While stdout stalls, at most MAX_PENDING_BYTES are
 // kept; further lines are dropped and counted. A broken stdout ends logging.
+//
+// The lines of one turn of the event loop reach sonic-boom together, in the
+// check phase (setImmediate), after the turn's replies and notifications
+// have been written: an asynchronous write wakes a thread of libuv's pool,
+// which on a VM costs tens of microseconds, and an unplug's lines came just
+// before its reply (issue 12).
 import { type Logger, pino } from 'pino';
 import sonicBoomModule, { type SonicBoom, type SonicBoomOpts } from 'sonic-boom';
 
@@ -21,6 +27,9 @@ export const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 
 interface Output {
   dest: SonicBoom;
+  /** Lines of this turn, not yet handed to dest. */
+  turn: string;
+  scheduled: boolean;
   /** Set once flushLogger gave up: no more retries of a stalled write. */
   abandoned: boolean;
   broken: boolean;
@@ -37,7 +46,15 @@ const outputs = new WeakMap<Logger, Output>();
 
 function idle(o: Output): boolean {
   const s = o.dest as unknown as SonicBoomState;
-  return !s._writing && s._len === 0;
+  return o.turn === '' && !s._writing && s._len === 0;
+}
+
+/** Hands this turn's lines to sonic-boom. */
+function endTurn(o: Output): void {
+  o.scheduled = false;
+  const lines = o.turn;
+  o.turn = '';
+  if (lines !== '') o.dest.write(lines);
 }
 
 export function createLogger(opts: { level: string; pretty: boolean; name?: string; fd?: number }): Logger {
@@ -48,7 +65,14 @@ export function createLogger(opts: { level: string; pretty: boolean; name?: stri
       transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:standard' } },
     });
   }
-  const o: Output = { dest: undefined as unknown as SonicBoom, abandoned: false, broken: false, dropped: 0 };
+  const o: Output = {
+    dest: undefined as unknown as SonicBoom,
+    turn: '',
+    scheduled: false,
+    abandoned: false,
+    broken: false,
+    dropped: 0,
+  };
   const dest = new SonicBoomCtor({
     fd: opts.fd ?? 1,
     sync: false,
@@ -67,7 +91,15 @@ export function createLogger(opts: { level: string; pretty: boolean; name?: stri
   // pino's fatal() calls flushSync, which retries a stalled or broken
   // stdout for ever; the bounded flushLogger runs on every exit path instead.
   dest.flushSync = () => {};
-  const log = pino(base, dest);
+  const log = pino(base, {
+    write(line: string): void {
+      if (o.broken) return;
+      o.turn += line;
+      if (o.scheduled) return;
+      o.scheduled = true;
+      setImmediate(() => endTurn(o));
+    },
+  });
   outputs.set(log, o);
   return log;
 }
@@ -94,6 +126,7 @@ export function flushLogger(log: Logger, timeoutMs = 2000): Promise<boolean> {
     });
   }
   if (o.broken) return Promise.resolve(false);
+  endTurn(o);
   if (idle(o)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ok: boolean) => {

@@ -8,7 +8,7 @@
 //   --concurrent: the N unplugs at once on N VMs over 8 connections (else one at a time)
 //   --release-ms: the fake's guests release after MS (default 0: at once); --vms: VMs on the fake (at least those needed)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,7 +107,22 @@ const snapshot = async () => ({
   logLines: daemon.logLines,
   received: { ...received },
   cpu: cpuMs(pid),
+  threads: threadCpu(pid),
 });
+/** CPU (ms) of the daemon's main thread and of its other threads (V8's workers, libuv's pool: all named "node"). */
+function threadCpu(p: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${p}/task`)) {
+    try {
+      const name = Number(tid) === p ? 'main' : 'others';
+      const ns = Number(readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      out[name] = (out[name] ?? 0) + ns / 1e6;
+    } catch {
+      // the thread exited between the listing and the read
+    }
+  }
+  return out;
+}
 
 await unplugs(0); // warm-up: V8 optimises the path
 await new Promise((r) => setTimeout(r, 200)); // fire-and-forget metadata writes land
@@ -144,6 +159,7 @@ console.log('  libvirt calls:', JSON.stringify(diff(after.fake, before.fake)));
 console.log('  log lines:', per(after.logLines, before.logLines));
 console.log('  client received:', JSON.stringify(diff(after.received, before.received)));
 console.log(`  daemon CPU: ${per(after.cpu, before.cpu)} ms; wall ${(wall / total).toFixed(3)} ms`);
+console.log(`  daemon CPU per unplug by thread (ms): ${JSON.stringify(diff(after.threads, before.threads))}`);
 if (strace) {
   const lines = readFileSync(traceFile, 'utf8').split('\n');
   console.log('  syscalls per unplug (strace -c -f):');

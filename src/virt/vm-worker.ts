@@ -298,13 +298,17 @@ export class VmWorker {
     if (!vm) return undefined;
     const t = next(vm.devices, e);
     vm.devices = t.state;
+    // Only an unplug's mark is waited for (its detach follows the write); the
+    // others leave after this turn's replies and notifications (persist).
+    const later = e.type !== 'unplug-requested';
     let written: Promise<void> | undefined;
     for (const eff of t.effects) {
-      const w = this.effect(vm, eff);
+      const w = this.effect(vm, eff, later);
       if (w) written = w;
     }
     // Keep metadata's list of present DIMMs current (a plug, a removal nobody asked for).
-    if (!written && vm.active && vm.metaBootId === vm.ref.id && !samePresent(vm)) written = this.persist();
+    if (!written && vm.active && vm.metaBootId === vm.ref.id && !samePresent(vm))
+      written = this.persist(later);
     if (written && e.type !== 'unplug-requested') this.background(written, 'metadata write');
     this.syncWatches();
     return written;
@@ -343,7 +347,7 @@ export class VmWorker {
     w.stall.unref();
   }
 
-  private effect(vm: VmRecord, eff: Effect): Promise<void> | undefined {
+  private effect(vm: VmRecord, eff: Effect, later: boolean): Promise<void> | undefined {
     switch (eff.type) {
       case 'drop':
         vm.dom = withoutDimm(vm.dom, eff.alias);
@@ -356,7 +360,7 @@ export class VmWorker {
         return undefined;
       }
       case 'persist':
-        return this.persist();
+        return this.persist(later);
       case 'publish':
         this.publish(eff.defer === true);
         return undefined;
@@ -696,7 +700,7 @@ export class VmWorker {
       virtio: virtioSizes(vm.dom),
       ...(md.resizing ? { resizeMarks: md.resizing } : {}),
     });
-    if (write && !written) this.background(this.persist(), 'metadata write');
+    if (write && !written) this.background(this.persist(true), 'metadata write');
   }
 
   private defaultGuaranteed(vm: VmRecord): boolean {
@@ -764,12 +768,23 @@ export class VmWorker {
     this.held = undefined;
   }
 
-  /** Writes our metadata; writes of one VM are chained and each sends the state of its time. */
-  private persist(): Promise<void> {
+  /**
+   * Writes our metadata; writes of one VM are chained and each sends the state
+   * of its time. `later`: nothing waits for it, so it is sent in the next
+   * turn's check phase, after the replies and notifications of this turn are
+   * written (they leave in this turn's check phase; an immediate queued now
+   * might run before theirs): a removal's reply does not wait for the call's
+   * encoding and for the write that wakes libvirtd (issue 12).
+   */
+  private persist(later = false): Promise<void> {
     const vm = this.vm;
     if (!vm) return Promise.resolve();
     vm.issuedPresent = [...vm.devices.present];
+    const turnEnd = later
+      ? new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)))
+      : undefined;
     const write = async (): Promise<void> => {
+      if (turnEnd) await turnEnd;
       if (!vm.active) return;
       const md = metadataOf(vm);
       await this.deps.client.setMetadata(
