@@ -4,36 +4,13 @@
 // reported and the others still run. Exit code 1 if any target failed or
 // any bench threw.
 
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, getPriority, loadavg } from 'node:os';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type BenchResult, formatGoals, formatResults } from './lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-// Every process of the run (the daemon, the fake libvirtd, the python3-libvirt
-// baselines, the clients) at the shipped unit's Nice=, as deployed: the host
-// agent above the guests and libvirtd, as VDSM's unit puts VDSM. All sides
-// alike, so no side of a comparison is favoured; only QEMU and libvirtd stay
-// at theirs. Re-executed under nice(1) so that every thread inherits it.
-const unitNice = Number(
-  /^Nice=(-?\d+)$/m.exec(readFileSync(join(here, '../systemd/vmhostd.service'), 'utf8'))?.[1] ?? 0,
-);
-if (getPriority() !== unitNice && process.env.VMHOSTD_BENCH_RENICED === undefined) {
-  const r = spawnSync(
-    'nice',
-    ['-n', String(unitNice - getPriority()), process.execPath, ...process.execArgv, ...process.argv.slice(1)],
-    { stdio: 'inherit', env: { ...process.env, VMHOSTD_BENCH_RENICED: '1' } },
-  );
-  process.exit(r.status ?? 1);
-}
-if (getPriority() !== unitNice) {
-  console.error(
-    `bench: running at nice ${getPriority()}, not the unit's ${unitNice} (not allowed to raise priority?)`,
-  );
-}
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const only = args.filter((a) => !a.startsWith('--'));
@@ -66,7 +43,6 @@ const report = {
   started: started.toISOString(),
   node: process.version,
   cpus: cpus().length,
-  nice: getPriority(),
   // Other engineers share this machine: the load says how quiet the run was.
   loadavgBefore: loadBefore,
   loadavgAfter: loadavg(),
@@ -84,7 +60,7 @@ if (json) {
   const goals = formatGoals(all);
   if (goals) console.log(`\nGoals:\n${goals}`);
   console.log(
-    `\nnice ${getPriority()} (the unit's ${unitNice}); load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${report.loadavgAfter.map((l) => l.toFixed(2)).join(' ')}; seconds per bench ${JSON.stringify(seconds)}`,
+    `\nload average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${report.loadavgAfter.map((l) => l.toFixed(2)).join(' ')}; seconds per bench ${JSON.stringify(seconds)}`,
   );
   if (errors.length) console.log(`FAILED to run: ${errors.map((e) => e.file).join(', ')}`);
 }
