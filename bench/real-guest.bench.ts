@@ -10,9 +10,10 @@ import { PythonPeer } from './python-peer.js';
 import { LightRpc } from './ws-load.js';
 
 // One unplug per side per round, after one warm-up round. The guest's release
-// time varies 28-44 ms from one unplug to the next: 20 rounds keep the medians
-// steady enough to resolve the few ms the daemon adds.
-const ROUNDS = 20;
+// time varies 20-45 ms from one unplug to the next: with 20 rounds the ratio of
+// the medians moved by ±0.1 between quiet runs (0.95-1.16), as much as the
+// goal's margin; 40 rounds cut the median's standard error by √2.
+const ROUNDS = 40;
 const _here = dirname(fileURLToPath(import.meta.url));
 const DIMM_MIB = 128;
 
