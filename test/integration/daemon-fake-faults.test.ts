@@ -3,42 +3,23 @@
 // connection dropped mid-call, device-removed before the detach reply, events
 // for aliases nobody waits for, a libvirtd that accepts but never answers,
 // and rejecting / silent guests.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AddDomainOptions } from '../fakes/fake-libvirtd.js';
 import type { Stats } from '../helpers/api-types.js';
-import {
-  type FakeDaemon,
-  type FakeDaemonOptions,
-  FakeLibvirtd,
-  startOnFake,
-  waitFor,
-} from '../helpers/fake-daemon.js';
-import { TestRpcClient as Client, expectRpcError, vmStatusStats } from '../helpers/rpc-client.js';
+import { type FakeDaemon, type FakeDaemonOptions, waitFor } from '../helpers/fake-daemon.js';
+import { fakeDaemonPerTest } from '../helpers/fake-daemon-fixture.js';
+import { type TestRpcClient as Client, expectRpcError, vmStatusStats } from '../helpers/rpc-client.js';
 
-let fake: FakeLibvirtd;
-let fd: FakeDaemon | undefined;
-const clients: Client[] = [];
-
-beforeEach(async () => {
-  fake = await FakeLibvirtd.start();
-});
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-  await fd?.stop();
-  fd = undefined;
-  await fake.stop();
-});
+const t = fakeDaemonPerTest();
 
 async function daemon(o: FakeDaemonOptions = {}): Promise<{ c: Client; d: FakeDaemon }> {
-  fd = await startOnFake(fake, { unplugTimeoutS: 5, ...o });
-  const c = await Client.connect(fd.daemon.url);
-  clients.push(c);
+  const { c, fd } = await t.start({ unplugTimeoutS: 5, ...o });
   return { c, d: fd };
 }
 
 function vm(o: Omit<Partial<AddDomainOptions>, 'dimms'> & { dimms?: string[] } = {}): string {
   const { dimms, ...rest } = o;
-  return fake.addDomain({
+  return t.fake.addDomain({
     memoryMiB: 1024,
     ...rest,
     dimms: (dimms ?? []).map((alias) => ({ alias, sizeMiB: 128 })),
@@ -71,14 +52,14 @@ describe('daemon on the fake libvirtd: faults', () => {
 
     // 1. Drop while the detach call is in flight (libvirt blocks in it until the guest answers):
     // the request reached libvirtd, the guest releases; after reconnecting the daemon learns it.
-    const detaches = fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
+    const detaches = t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
     const first = c.call<{ status: string; memSize: number }>('VM.hotunplugMemory', unplug(a, 'ua-a1', 10));
     // Dropped once libvirtd has the detach (dropped before, it would never happen: a timeout).
     await waitFor(
       'the detach to reach libvirtd',
-      () => fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS') > detaches,
+      () => t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS') > detaches,
     );
-    fake.dropConnections();
+    t.fake.dropConnections();
     const r1 = await first;
     expect(r1).toMatchObject({ status: 'removed', memSize: 1024 + 128 });
     await c.waitForNotification(
@@ -88,13 +69,13 @@ describe('daemon on the fake libvirtd: faults', () => {
 
     // 2. Drop while a call is lost (libvirtd read it and never answered): the unplug fails at
     // once with 85 libvirt-error naming the lost connection; the DIMM stays plugged.
-    fake.stall(true);
+    t.fake.stall(true);
     const lostUnplug = c.call('VM.hotunplugMemory', unplug(a, 'ua-a2', 10));
     await log.waitForLog((l) => l.msg === 'started' && l.operation === 'hotunplug' && l.alias === 'ua-a2');
-    const before = fake.connectionCount;
+    const before = t.fake.connectionCount;
     expect(before).toBe(1);
-    fake.dropConnections();
-    fake.stall(false);
+    t.fake.dropConnections();
+    t.fake.stall(false);
     const { v: e1, ms: ms1 } = await timed(expectRpcError(lostUnplug));
     expect(e1.code).toBe(85);
     expect(e1.reason).toBe('libvirt-error');
@@ -105,15 +86,15 @@ describe('daemon on the fake libvirtd: faults', () => {
     // Same for a hot plug whose attach was lost: 70 libvirt-error, nothing plugged.
     await waitReconnected(c, log);
     // Only the attach is lost (the migration check's job stats before it are answered).
-    fake.stall(true, ['DOMAIN_ATTACH_DEVICE_FLAGS']);
+    t.fake.stall(true, ['DOMAIN_ATTACH_DEVICE_FLAGS']);
     const lostPlug = c.call('VM.hotplugMemory', plug(a, 'ua-p1'));
     await log.waitForLog((l) => l.msg === 'attach requested' && l.alias === 'ua-p1');
-    fake.dropConnections();
-    fake.stall(false);
+    t.fake.dropConnections();
+    t.fake.stall(false);
     const e2 = await expectRpcError(lostPlug);
     expect(e2.code).toBe(70);
     expect(e2.reason).toBe('libvirt-error');
-    expect(fake.getDomainState(a)?.liveDimms).toEqual(['ua-a2']);
+    expect(t.fake.getDomainState(a)?.liveDimms).toEqual(['ua-a2']);
 
     // 3. The daemon reconnected and works: stats from libvirt, then a plug and an unplug.
     await waitReconnected(c, log);
@@ -127,7 +108,7 @@ describe('daemon on the fake libvirtd: faults', () => {
       status: 'removed',
       memSize: 1024,
     });
-    expect(fake.getDomainState(a)?.liveDimms).toEqual([]);
+    expect(t.fake.getDomainState(a)?.liveDimms).toEqual([]);
     expect(log.running).toBe(true);
   });
 
@@ -162,7 +143,7 @@ describe('daemon on the fake libvirtd: faults', () => {
     expect(again.ms).toBeLessThan(5_000);
 
     // The guest releases it later: device_removed with late: true, memory and guaranteed lowered.
-    fake.emitDeviceRemoved(a, 'ua-s4');
+    t.fake.emitDeviceRemoved(a, 'ua-s4');
     const late = await c.waitForNotification(
       (n) => n.method === `|virt|device_removed|${a}` && (n.params as { alias: string }).alias === 'ua-s4',
     );
@@ -178,7 +159,7 @@ describe('daemon on the fake libvirtd: faults', () => {
 
     // A DIMM nobody was unplugging vanishes (someone else's detach): state follows, VM_status goes out.
     const statusCount = c.notifications.length;
-    fake.emitDeviceRemoved(a, 'ua-s2');
+    t.fake.emitDeviceRemoved(a, 'ua-s2');
     const st = await c.waitForNotification(
       (n) =>
         c.notifications.indexOf(n) >= statusCount &&
@@ -230,7 +211,7 @@ describe('daemon on the fake libvirtd: faults', () => {
         n.method === `|virt|VM_status|${slow}` &&
         vmStatusStats(n, slow).memoryDevices.some((x) => x.alias === 'ua-w1' && x.state === 'unplugging'),
     );
-    fake.emitDeviceRemoved(slow, 'ua-w1');
+    t.fake.emitDeviceRemoved(slow, 'ua-w1');
     expect((await slowCall).status).toBe('removed');
 
     expect(seen(quick, 'ua-q1', q0)).toEqual(['VM_status gone', 'device_removed']);
@@ -252,7 +233,7 @@ describe('daemon on the fake libvirtd: faults', () => {
     expect(n.params).toEqual({ alias: 'ua-r1', reason: 'guest-rejected' });
     const s = await c.stats(a);
     expect(devices(s)).toEqual([['ua-r1', 'plugged']]);
-    expect(fake.getDomainState(a)?.liveDimms).toEqual(['ua-r1']);
+    expect(t.fake.getDomainState(a)?.liveDimms).toEqual(['ua-r1']);
   });
 
   it('a libvirtd that accepts but never answers: calls fail within the call timeout, ping keeps answering, and the daemon recovers', async () => {
@@ -261,7 +242,7 @@ describe('daemon on the fake libvirtd: faults', () => {
       config: '[libvirt]\ncall_timeout = 1\nkeepalive_interval = 1\nkeepalive_count = 2\n',
     });
     const log = d.daemon;
-    fake.stall(true);
+    t.fake.stall(true);
 
     let hungSettled = false;
     const plugging = timed(expectRpcError(c.call('VM.hotplugMemory', plug(a, 'ua-t3'))));
@@ -295,7 +276,7 @@ describe('daemon on the fake libvirtd: faults', () => {
     expect(down.ms).toBeLessThan(10_000);
     expect(await c.call('Host.ping')).toBe(true);
 
-    fake.stall(false);
+    t.fake.stall(false);
     await waitReconnected(c, log, 20_000);
     const s = await c.stats(a);
     expect(devices(s)).toEqual([

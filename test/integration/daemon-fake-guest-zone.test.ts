@@ -3,36 +3,27 @@
 // ZONE_NORMAL at will, an agent that never answers, one whose policy blocks
 // guest-file-*, a zone that changes behind the cache. Real guests:
 // guest-recipes.test.ts.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FakeGuestAgent } from '../fakes/fake-libvirtd.js';
 import type { SetMemoryResult, Stats } from '../helpers/api-types.js';
-import { type FakeDaemon, FakeLibvirtd, startOnFake, waitFor } from '../helpers/fake-daemon.js';
-import { TestRpcClient as Client, expectRpcError, vmStatusStats } from '../helpers/rpc-client.js';
+import type { FakeDaemon } from '../helpers/fake-daemon.js';
+import { waitFor } from '../helpers/fake-daemon.js';
+import { fakeDaemonPerTest } from '../helpers/fake-daemon-fixture.js';
+import { type TestRpcClient as Client, expectRpcError, vmStatusStats } from '../helpers/rpc-client.js';
 
 const MiB = 1024 * 1024;
-let fake: FakeLibvirtd;
+const t = fakeDaemonPerTest();
+/** The daemon the running test started (daemon()). */
 let fd: FakeDaemon | undefined;
-let c: Client | undefined;
-
-beforeEach(async () => {
-  fake = await FakeLibvirtd.start();
-});
-afterEach(async () => {
-  await c?.close();
-  c = undefined;
-  await fd?.stop();
-  fd = undefined;
-  await fake.stop();
-});
 
 async function daemon(config = ''): Promise<Client> {
-  fd = await startOnFake(fake, { unplugTimeoutS: 5, config });
-  c = await Client.connect(fd.daemon.url);
-  return c;
+  const started = await t.start({ unplugTimeoutS: 5, config });
+  fd = started.fd;
+  return started.c;
 }
 
 function vm(agent: FakeGuestAgent | undefined, dimms: [string, number][]): string {
-  return fake.addDomain({
+  return t.fake.addDomain({
     memoryMiB: 1024,
     dimms: dimms.map(([alias, sizeMiB]) => ({ alias, sizeMiB })),
     ...(agent ? { agent } : {}),
@@ -76,9 +67,9 @@ describe('guest zones in VmStats (background probe)', () => {
       { online: false, zone: 'offline' },
     ]);
     // Stats are served from the cache: reading them asks the agent nothing.
-    const asked = fake.callCount('QEMU_DOMAIN_AGENT_COMMAND');
+    const asked = t.fake.callCount('QEMU_DOMAIN_AGENT_COMMAND');
     for (let i = 0; i < 5; i++) await stats(client, uuid);
-    expect(fake.callCount('QEMU_DOMAIN_AGENT_COMMAND')).toBe(asked);
+    expect(t.fake.callCount('QEMU_DOMAIN_AGENT_COMMAND')).toBe(asked);
   });
 
   it('no agent, a silent agent, guest-file-* blocked: unknown', async () => {
@@ -87,7 +78,7 @@ describe('guest zones in VmStats (background probe)', () => {
     const blocked = vm({ mode: 'files-blocked' }, [['ua-c', 128]]);
     const client = await daemon();
     // The probes have been tried (three VMs, at least one agent call each) ...
-    await waitFor('a probe of each VM', () => fake.callCount('QEMU_DOMAIN_AGENT_COMMAND') >= 3);
+    await waitFor('a probe of each VM', () => t.fake.callCount('QEMU_DOMAIN_AGENT_COMMAND') >= 3);
     // ... and the silent agent does not hold up stats.
     for (const uuid of [none, silent, blocked]) {
       expect((await stats(client, uuid)).memoryDevices[0]?.guest).toEqual({ online: false, zone: 'unknown' });
@@ -104,7 +95,7 @@ describe('guest zones in VmStats (background probe)', () => {
     });
     await probed(client, uuid, { 'ua-m': 'movable', 'ua-new': 'movable' });
     const mark = client.notifications.length;
-    fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-new': 'Normal' } });
+    t.fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-new': 'Normal' } });
     const n = await client.waitForNotification(
       (x) =>
         client.notifications.indexOf(x) >= mark &&
@@ -120,13 +111,13 @@ describe('VM.hotunplugMemory pre-flight', () => {
     const uuid = vm({ mode: 'answer', zones: { 'ua-n': 'Normal' } }, [['ua-n', 128]]);
     const client = await daemon();
     await probed(client, uuid, { 'ua-n': 'normal' });
-    const detaches = fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
-    const writes = fake.callCount('DOMAIN_SET_METADATA');
+    const detaches = t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
+    const writes = t.fake.callCount('DOMAIN_SET_METADATA');
     const e = await expectRpcError(client.call('VM.hotunplugMemory', unplug(uuid, 'ua-n')));
     expect(e.code).toBe(85);
     expect(e.error.data).toMatchObject({ reason: 'not-movable', alias: 'ua-n', zone: 'normal' });
-    expect(fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS')).toBe(detaches);
-    expect(fake.callCount('DOMAIN_SET_METADATA')).toBe(writes);
+    expect(t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS')).toBe(detaches);
+    expect(t.fake.callCount('DOMAIN_SET_METADATA')).toBe(writes);
     expect((await stats(client, uuid)).memoryDevices[0]?.state).toBe('plugged');
     // The fake guest releases whatever it is asked to: force shows the request went through.
     await expect(
@@ -142,12 +133,12 @@ describe('VM.hotunplugMemory pre-flight', () => {
     const client = await daemon('[guest]\nprobe_interval = 0\n');
     await probed(client, uuid, { 'ua-x': 'movable' });
     // Onlined otherwise since (no periodic probe: the cache still says movable).
-    fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-x': ['Movable', 'Normal'] } });
-    const detaches = fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
+    t.fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-x': ['Movable', 'Normal'] } });
+    const detaches = t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
     expect(zones(await stats(client, uuid))).toEqual({ 'ua-x': 'movable' });
     const e = await expectRpcError(client.call('VM.hotunplugMemory', unplug(uuid, 'ua-x', 256)));
     expect(e.error.data).toMatchObject({ reason: 'not-movable', zone: 'mixed' });
-    expect(fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS')).toBe(detaches);
+    expect(t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS')).toBe(detaches);
     // The fresh answer is the cache's now.
     expect(zones(await stats(client, uuid))).toEqual({ 'ua-x': 'mixed' });
   });
@@ -184,7 +175,7 @@ describe('a silent agent', () => {
     });
     // The agent answers again, and would say ZONE_NORMAL: a pre-flight that
     // asked would refuse. This one does not wait for a silent agent.
-    fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-b': 'Normal', 'ua-c': 'Normal' } });
+    t.fake.setAgent(uuid, { mode: 'answer', zones: { 'ua-b': 'Normal', 'ua-c': 'Normal' } });
     await expect(client.call('VM.hotunplugMemory', unplug(uuid, 'ua-b'))).resolves.toMatchObject({
       status: 'removed',
     });
@@ -215,7 +206,7 @@ describe('VM.setMemory with guest zones', () => {
       failed: [],
       skipped: [{ alias: 'ua-n', size: 256, reason: 'not-movable' }],
     });
-    expect(fake.getDomainState(uuid)?.liveDimms.sort()).toEqual(['ua-m2', 'ua-n']);
+    expect(t.fake.getDomainState(uuid)?.liveDimms.sort()).toEqual(['ua-m2', 'ua-n']);
   });
 
   it('only ZONE_NORMAL DIMMs fit: 85 not-movable naming them, nothing changed; force (and REST ?force=true) unplug', async () => {
@@ -224,7 +215,7 @@ describe('VM.setMemory with guest zones', () => {
       ['ua-n2', 128],
     ]);
     const client = await daemon();
-    const detaches = fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
+    const detaches = t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS');
     const dry = await expectRpcError(
       client.call('VM.setMemory', { vmID: uuid, memory: 1152 * MiB, dryRun: true }),
     );
@@ -239,7 +230,7 @@ describe('VM.setMemory with guest zones', () => {
         { alias: 'ua-n2', size: 128, reason: 'not-movable' },
       ],
     });
-    expect(fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS')).toBe(detaches);
+    expect(t.fake.callCount('DOMAIN_DETACH_DEVICE_FLAGS')).toBe(detaches);
     // REST: the same refusal (409), then force.
     const url = `${fd!.daemon.url.replace(/^ws/, 'http').replace(/\/jsonrpc.*$/, '')}/api/vms/${uuid}`;
     const put = (q: string) =>

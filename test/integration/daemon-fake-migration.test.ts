@@ -3,31 +3,19 @@
 // while job stats say an outgoing migration runs, hot plug, hot unplug and
 // set-memory fail with code 51 and never reach attach/detach; other jobs do
 // not block; when the job ends the same calls succeed.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JobOperation } from '../../src/libvirt/types.js';
 import type { Stats } from '../helpers/api-types.js';
-import { type FakeDaemon, FakeLibvirtd, startOnFake } from '../helpers/fake-daemon.js';
-import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
+import { fakeDaemonPerTest } from '../helpers/fake-daemon-fixture.js';
+import { expectRpcError } from '../helpers/rpc-client.js';
 
-let fake: FakeLibvirtd;
-let fd: FakeDaemon | undefined;
-let c: Client | undefined;
-
-beforeEach(async () => {
-  fake = await FakeLibvirtd.start();
-});
-afterEach(async () => {
-  await c?.close();
-  await fd?.stop();
-  fd = undefined;
-  await fake.stop();
-});
+const t = fakeDaemonPerTest();
 
 describe('memory operations during an outgoing migration', () => {
   it('are refused with code 51 while the job runs, and work again after it', async () => {
+    const { fake } = t;
     const vmId = fake.addDomain({ memoryMiB: 1024 }).uuid;
-    fd = await startOnFake(fake, { unplugTimeoutS: 5 });
-    c = await Client.connect(fd.daemon.url);
+    const { c } = await t.start({ unplugTimeoutS: 5 });
     const plugged = await c.call<Stats>('VM.hotplugMemory', {
       vmID: vmId,
       params: { vmId, memory: { size: 128, node: 0 } },

@@ -2,41 +2,32 @@
 // not do on demand: a driver that moves too slowly for the deadline, one that
 // floods size changes (coalescing), one that never moves, a VM that stops
 // mid-resize.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { VirtioMemBehaviour } from '../fakes/fake-libvirtd.js';
 import type { Stats } from '../helpers/api-types.js';
-import { type FakeDaemon, FakeLibvirtd, startOnFake, waitFor } from '../helpers/fake-daemon.js';
+import type { FakeDaemon } from '../helpers/fake-daemon.js';
+import { waitFor } from '../helpers/fake-daemon.js';
+import { fakeDaemonPerTest } from '../helpers/fake-daemon-fixture.js';
 import { metricsUrlOf, scrape } from '../helpers/prom-text.js';
-import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
+import { type TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
 
-let fake: FakeLibvirtd;
+const t = fakeDaemonPerTest();
+/** The daemon the running test started last (setup(), then restarts). */
 let fd: FakeDaemon | undefined;
-let c: Client | undefined;
-
-beforeEach(async () => {
-  fake = await FakeLibvirtd.start();
-});
-afterEach(async () => {
-  await c?.close();
-  c = undefined;
-  await fd?.stop();
-  fd = undefined;
-  await fake.stop();
-});
 
 async function setup(
   behaviour: VirtioMemBehaviour,
   stallS = 1,
   more = '',
 ): Promise<{ c: Client; uuid: string }> {
-  const ref = fake.addDomain({
+  const ref = t.fake.addDomain({
     memoryMiB: 512,
     virtioMem: [{ alias: 'ua-vm0', sizeMiB: 2048 }],
     virtioMemBehaviour: behaviour,
   });
-  fd = await startOnFake(fake, { config: `[memory]\nresize_stall_timeout = ${stallS}\n${more}` });
-  c = await Client.connect(fd.daemon.url);
-  return { c, uuid: ref.uuid };
+  const started = await t.start({ config: `[memory]\nresize_stall_timeout = ${stallS}\n${more}` });
+  fd = started.fd;
+  return { c: started.c, uuid: ref.uuid };
 }
 
 interface Resized {
@@ -58,7 +49,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     expect(data.requested).toBe(1024);
     expect(data.current).toBeGreaterThan(0);
     expect(data.current).toBeLessThan(1024);
-    const [dev] = fake.getVirtioMem(uuid);
+    const [dev] = t.fake.getVirtioMem(uuid);
     // Settled: the fake guest is asked for what it had when the call gave up (it may have moved one more step).
     expect(dev?.requestedMiB).toBe(data.requestedNow);
     expect(Math.abs(data.requestedNow - data.current)).toBeLessThanOrEqual(2);
@@ -102,10 +93,10 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     const grow = { vmID: uuid, alias: 'ua-vm0', requested: 512, timeout: 30 };
     await expect(c.call<Resized>('VM.resizeMemoryDevice', grow)).resolves.toMatchObject({ current: 512 });
     // virsh update-memory-device on another connection; QEMU's throttled event not sent yet.
-    fake.setVirtioMemBehaviour(uuid, { mode: 'follow', stepMiB: 512, stepMs: 5, events: false });
-    fake.setRequested(uuid, 'ua-vm0', 0);
-    await waitFor('the guest to give it back', () => fake.getVirtioMem(uuid)[0]?.currentMiB === 0);
-    fake.setVirtioMemBehaviour(uuid, { mode: 'follow', stepMiB: 128, stepMs: 5 });
+    t.fake.setVirtioMemBehaviour(uuid, { mode: 'follow', stepMiB: 512, stepMs: 5, events: false });
+    t.fake.setRequested(uuid, 'ua-vm0', 0);
+    await waitFor('the guest to give it back', () => t.fake.getVirtioMem(uuid)[0]?.currentMiB === 0);
+    t.fake.setVirtioMemBehaviour(uuid, { mode: 'follow', stepMiB: 128, stepMs: 5 });
     // The daemon's cache still says 512 of 512.
     const [s] = await c.call<Stats[]>('VM.getStats', { vmID: uuid });
     expect(s?.memoryDevices[0]).toMatchObject({ requested: 512, current: 512 });
@@ -113,7 +104,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
       requested: 512,
       current: 512,
     });
-    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 512, currentMiB: 512 }]);
+    expect(t.fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 512, currentMiB: 512 }]);
   });
 
   it('a driver that never moves: stalled after the stall period, current unchanged, requested settled back', async () => {
@@ -123,7 +114,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     );
     expect([e.code, e.reason]).toEqual([85, 'stalled']);
     expect(e.error.data).toMatchObject({ alias: 'ua-vm0', requested: 256, current: 0, requestedNow: 0 });
-    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+    expect(t.fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
     // The metrics observe the resize by its outcome, like an unplug.
     const m = await scrape(metricsUrlOf(fd!.daemon.url));
     expect(m.count('vmhostd_resize_duration_seconds', { outcome: 'stalled' })).toBe(1);
@@ -144,7 +135,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
         n.method === `|virt|memory_device_size_changed|${uuid}` &&
         (n.params as { requested: number }).requested === 256,
     );
-    fake.stall(true, ['DOMAIN_GET_XML_DESC']);
+    t.fake.stall(true, ['DOMAIN_GET_XML_DESC']);
     // Before the fix the call waited for a re-read that succeeds: here, for as long as libvirt stays stalled.
     const e = await p;
     expect([e.code, e.reason]).toEqual([85, 'stalled']);
@@ -158,10 +149,10 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     });
     expect(e.error.message).toContain('unconfirmed');
     // Not settled yet: that needs a re-read of where it stopped.
-    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 256, currentMiB: 0 }]);
+    expect(t.fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 256, currentMiB: 0 }]);
     const [s] = await c.call<Stats[]>('VM.getStats', { vmID: uuid });
     expect(s?.memoryDevices[0]).toMatchObject({ state: 'resizing', requested: 256, current: 0 });
-    fake.stall(false);
+    t.fake.stall(false);
     // The worker's retry reads it, settles requested at the current, and tells the end.
     const n = await c.waitForNotification((x) => x.method === `|virt|memory_device_resize_failed|${uuid}`);
     expect(n.params).toEqual({
@@ -172,7 +163,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
       requestedNow: 0,
       late: true,
     });
-    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+    expect(t.fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
     const [after] = await c.call<Stats[]>('VM.getStats', { vmID: uuid });
     expect(after?.memoryDevices[0]).toMatchObject({ state: 'plugged', requested: 0, current: 0 });
   });
@@ -183,7 +174,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
       c.call('VM.resizeMemoryDevice', { vmID: uuid, alias: 'ua-vm0', requested: 1024, timeout: 300 }),
     );
     await c.waitForNotification((n) => n.method === `|virt|memory_device_size_changed|${uuid}`);
-    fake.destroyDomain(uuid);
+    t.fake.destroyDomain(uuid);
     const e = await p;
     expect([e.code, e.reason]).toEqual([85, 'vm-gone']);
   });
@@ -198,8 +189,9 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     await fd?.daemon.waitForLog((l) => l.msg === 'marked resizing', 10_000);
     await c.close();
     await fd?.daemon.kill();
-    fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 30\n' });
-    const c2 = await Client.connect(fd.daemon.url);
+    const second = await t.start({ config: '[memory]\nresize_stall_timeout = 30\n' });
+    fd = second.fd;
+    const c2 = second.c;
     try {
       // VDSM's shape: a list of one VmStats.
       const [s] = await c2.call<Stats[]>('VM.getStats', { vmID: uuid });
@@ -237,9 +229,10 @@ describe('VM.resizeMemoryDevice on the fake', () => {
     await fd?.daemon.waitForLog((l) => l.msg === 'marked resizing', 10_000);
     await c.close();
     await fd?.daemon.kill();
-    expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 256, currentMiB: 0 }]);
-    fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 1\n' });
-    const c2 = await Client.connect(fd.daemon.url);
+    expect(t.fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 256, currentMiB: 0 }]);
+    const second = await t.start({ config: '[memory]\nresize_stall_timeout = 1\n' });
+    fd = second.fd;
+    const c2 = second.c;
     try {
       const n = await c2.waitForNotification(
         (x) => x.method === `|virt|memory_device_resize_failed|${uuid}`,
@@ -254,7 +247,7 @@ describe('VM.resizeMemoryDevice on the fake', () => {
         late: true,
       });
       // Settled before it was told: the guest is no longer asked for what it cannot do.
-      expect(fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
+      expect(t.fake.getVirtioMem(uuid)).toEqual([{ alias: 'ua-vm0', requestedMiB: 0, currentMiB: 0 }]);
       const [s] = await c2.call<Stats[]>('VM.getStats', { vmID: uuid });
       expect(s?.memoryDevices[0]).toMatchObject({ state: 'plugged', requested: 0, current: 0 });
       const m = await scrape(metricsUrlOf(fd.daemon.url));
@@ -262,8 +255,9 @@ describe('VM.resizeMemoryDevice on the fake', () => {
       // The mark is gone: another restart reports nothing again.
       await c2.close();
       await fd.daemon.kill();
-      fd = await startOnFake(fake, { config: '[memory]\nresize_stall_timeout = 1\n' });
-      const c3 = await Client.connect(fd.daemon.url);
+      const third = await t.start({ config: '[memory]\nresize_stall_timeout = 1\n' });
+      fd = third.fd;
+      const c3 = third.c;
       try {
         const events = await c3.call<{ events: { method: string }[] }>('Host.getEvents', { since: 0 });
         expect(events.events.filter((e) => e.method.includes('memory_device'))).toEqual([]);
