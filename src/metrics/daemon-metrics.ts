@@ -52,8 +52,10 @@ export class DaemonMetrics {
   private libvirtSince: Date | null = null;
   private reconnects = 0;
   private readonly stops: (() => void)[] = [];
-  /** Children of the request counter by method, then code: the per-request cost is two map lookups. */
-  /** Requests since the last scrape, per method and code, with the counter child they go to. */
+  /**
+   * Requests since the last scrape, by method, then code, with the counter
+   * child they go to: a request costs two map lookups and an increment.
+   */
   private readonly rpcTally = new Map<string, Map<number, { child: { inc(n: number): void }; n: number }>>();
 
   constructor(opts: DaemonMetricsOptions) {

@@ -77,6 +77,12 @@ describe('daemon metrics', () => {
     expect(s.value('vmhostd_rpc_requests_total', { method: 'VM.hotunplugMemory', code: '85' })).toBe(1);
     expect(s.value('vmhostd_rpc_requests_total', { method: '-', code: '-32601' })).toBe(1);
     expect(s.value('vmhostd_rpc_requests_total', { method: '-', code: '-32700' })).toBe(1);
+    // Tallied between scrapes: each scrape adds what came since the last, once.
+    expect((await read()).value('vmhostd_rpc_requests_total', { method: 'Host.ping', code: '0' })).toBe(2);
+    o.request?.('Host.ping', 0);
+    const again = await read();
+    expect(again.value('vmhostd_rpc_requests_total', { method: 'Host.ping', code: '0' })).toBe(3);
+    expect(again.value('vmhostd_rpc_requests_total', { method: 'VM.hotunplugMemory', code: '85' })).toBe(1);
   });
 
   it('counts refused connections by reason', async () => {
