@@ -80,8 +80,9 @@ export function createLogger(opts: { level: string; pretty: boolean; name?: stri
     retryEAGAIN: () => !o.abandoned,
   });
   o.dest = dest;
-  dest.on('drop', () => {
-    o.dropped++;
+  dest.on('drop', (data: string) => {
+    // A drop is a whole turn's lines (endTurn): count them, one per newline.
+    for (let i = data.indexOf('\n'); i !== -1; i = data.indexOf('\n', i + 1)) o.dropped++;
   });
   dest.on('error', () => {
     // EPIPE or any write error: nobody reads these lines any more.

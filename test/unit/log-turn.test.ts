@@ -2,11 +2,12 @@
 // together, after the turn (src/log.ts): nothing is written while the turn
 // runs, every line arrives in order, and flushLogger writes what the turn
 // still holds even when it is called in the same turn (the exit paths).
-import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger, flushLogger } from '../../src/log.js';
+import { createLogger, droppedLogLines, flushLogger, MAX_PENDING_BYTES } from '../../src/log.js';
 
 function fileLogger() {
   const path = join(mkdtempSync(join(tmpdir(), 'vmhostd-log-')), 'out.log');
@@ -44,5 +45,25 @@ describe('the logger', () => {
     expect(await flushed).toBe(true);
     expect(f.lines()).toEqual(['last words']);
     f.close();
+  });
+
+  it('counts every line of a turn dropped while stdout does not take them', async () => {
+    // A FIFO nobody reads: it takes 64 KiB, then every write gets EAGAIN.
+    const path = join(mkdtempSync(join(tmpdir(), 'vmhostd-log-')), 'stalled');
+    execFileSync('mkfifo', [path]);
+    const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+    const log = createLogger({ level: 'info', pretty: false, fd });
+    const pad = 'x'.repeat(1000);
+    // One turn that fits under the cap, then one that cannot fit: all its lines are lost, and counted.
+    const fitting = Math.floor((MAX_PENDING_BYTES * 0.9) / 1100);
+    for (let i = 0; i < fitting; i++) log.info({ pad }, 'kept');
+    await new Promise((r) => setImmediate(r));
+    expect(droppedLogLines(log)).toBe(0);
+    const lost = Math.ceil((MAX_PENDING_BYTES * 0.2) / 1000);
+    for (let i = 0; i < lost; i++) log.info({ pad }, 'lost');
+    await new Promise((r) => setImmediate(r));
+    expect(droppedLogLines(log)).toBe(lost);
+    expect(await flushLogger(log, 200)).toBe(false);
+    closeSync(fd);
   });
 });
