@@ -9,7 +9,8 @@
 // whose flushSync retries forever (issue 16: a stop that never ended); the
 // only flush is flushLogger's, bounded, and after its deadline what is still
 // pending is abandoned. While stdout stalls, at most MAX_PENDING_BYTES are
-// kept; further lines are dropped and counted. A broken stdout ends logging.
+// kept; further lines are dropped (a turn's lines together) and counted. A
+// broken stdout ends logging.
 //
 // The lines of one turn of the event loop reach sonic-boom together, in the
 // check phase (setImmediate), after the turn's replies and notifications
