@@ -309,7 +309,7 @@ export class VmWorker {
     // Keep metadata's list of present DIMMs current (a plug, a removal nobody asked for).
     if (!written && vm.active && vm.metaBootId === vm.ref.id && !samePresent(vm))
       written = this.persist(later);
-    if (written && e.type !== 'unplug-requested') this.background(written, 'metadata write');
+    if (written && later) this.background(written, 'metadata write');
     this.syncWatches();
     return written;
   }
