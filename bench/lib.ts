@@ -69,15 +69,26 @@ export function rssMiB(pid: number): number {
  * the sum, so measure across a span in which none do (node's are long-lived).
  */
 export function cpuMs(pid: number): number {
-  let ns = 0;
+  const t = threadCpuMs(pid);
+  return t.main + t.others;
+}
+
+/**
+ * cpuMs split into the process's main thread and its other threads (V8's
+ * workers, libuv's pool; node names them all "node").
+ */
+export function threadCpuMs(pid: number): { main: number; others: number } {
+  const out = { main: 0, others: 0 };
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      if (Number(tid) === pid) out.main += ns / 1e6;
+      else out.others += ns / 1e6;
     } catch {
       // the thread exited between the listing and the read
     }
   }
-  return ns / 1e6;
+  return out;
 }
 
 /**

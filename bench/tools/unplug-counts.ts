@@ -8,13 +8,13 @@
 //   --concurrent: the N unplugs at once on N VMs over 8 connections (else one at a time)
 //   --release-ms: the fake's guests release after MS (default 0: at once); --vms: VMs on the fake (at least those needed)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { spawnDaemon, startFakeProcess, unplugParams } from '../fake-host.js';
-import { cpuMs } from '../lib.js';
+import { cpuMs, threadCpuMs } from '../lib.js';
 
 const n = Number(process.argv[2] ?? 200);
 const concurrent = process.argv.includes('--concurrent');
@@ -107,22 +107,8 @@ const snapshot = async () => ({
   logLines: daemon.logLines,
   received: { ...received },
   cpu: cpuMs(pid),
-  threads: threadCpu(pid),
+  threads: threadCpuMs(pid),
 });
-/** CPU (ms) of the daemon's main thread and of its other threads (V8's workers, libuv's pool: all named "node"). */
-function threadCpu(p: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const tid of readdirSync(`/proc/${p}/task`)) {
-    try {
-      const name = Number(tid) === p ? 'main' : 'others';
-      const ns = Number(readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      out[name] = (out[name] ?? 0) + ns / 1e6;
-    } catch {
-      // the thread exited between the listing and the read
-    }
-  }
-  return out;
-}
 
 await unplugs(0); // warm-up: V8 optimises the path
 await new Promise((r) => setTimeout(r, 200)); // fire-and-forget metadata writes land
