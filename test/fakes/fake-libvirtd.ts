@@ -195,6 +195,11 @@ function ensureAddrs(dimms: Dimm[]): void {
   }
 }
 
+/** A running DIMM's guest-physical base address (bytes), as the live XML shows it. */
+function dimmBase(x: Dimm): number {
+  return DIMM_BASE + (x.addrMiB ?? 0) * 1024 * 1024;
+}
+
 interface VirtioMem {
   alias: string;
   sizeMiB: number;
@@ -711,7 +716,7 @@ export class FakeLibvirtd {
     const out = new Map<number, FakeZone>();
     ensureAddrs(d.live.dimms);
     for (const x of d.live.dimms) {
-      const base = DIMM_BASE + (x.addrMiB ?? 0) * 1024 * 1024;
+      const base = dimmBase(x);
       const n = Math.floor((x.sizeMiB * 1024 * 1024) / blockBytes);
       const z = agent.zones?.[x.alias] ?? 'Movable';
       for (let i = 0; i < n; i++) {
@@ -1201,7 +1206,7 @@ export class FakeLibvirtd {
     const dimms = [...st.dimms]
       .sort((a, b) => a.slot - b.slot)
       .map((x) => {
-        const base = DIMM_BASE + (x.addrMiB ?? 0) * 1024 * 1024;
+        const base = dimmBase(x);
         const addr = active
           ? `\n      <address type='dimm' slot='${x.slot}' base='0x${base.toString(16)}'/>`
           : '';
