@@ -4,6 +4,9 @@
 // time from the sources given (nothing to keep in step between scrapes).
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
 
+/** How often the event-loop lag is sampled (a timer that wakes the daemon). */
+export const LAG_SAMPLE_MS = 100;
+
 /** 10 ms .. 60 s: a cooperative guest releases a DIMM in well under a second, the default timeout is 30 s. */
 export const DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
 
@@ -59,8 +62,11 @@ export interface MetricSet {
 export function defineMetrics(registry: Registry, src: GaugeSources, opts: MetricOptions): MetricSet {
   const registers = [registry];
   // process_* (RSS, CPU, fds, start time) and nodejs_* (event-loop lag
-  // percentiles since the previous scrape, heap, GC).
-  collectDefaultMetrics({ register: registry });
+  // percentiles since the previous scrape, heap, GC). The lag is sampled by a
+  // timer: at prom-client's default 10 ms an idle daemon woke 100 times a
+  // second (7.6 ms of CPU a second on the test VM); every 100 ms still sees
+  // any lasting lag, and a stall of 50 ms one time in two.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: LAG_SAMPLE_MS });
 
   new Gauge({
     name: 'vmhostd_build_info',

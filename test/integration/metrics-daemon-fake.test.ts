@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LAG_SAMPLE_MS } from '../../src/metrics/definitions.js';
 import { type FakeDaemon, FakeLibvirtd, startOnFake, waitFor } from '../helpers/fake-daemon.js';
 import { httpsGet, metricsUrlOf, Scrape, scrape } from '../helpers/prom-text.js';
 import { TestRpcClient as Client, expectRpcError } from '../helpers/rpc-client.js';
@@ -201,5 +202,25 @@ describe('metrics of the daemon on the fake libvirtd', () => {
     } finally {
       rmSync(pki, { recursive: true, force: true });
     }
+  });
+
+  it('an idle daemon sleeps: its main thread wakes about as often as the lag sampler fires, not every 10 ms', async () => {
+    fake.addDomain({ memoryMiB: 1024, dimms: [{ alias: 'ua-i1', sizeMiB: 128 }] });
+    fd = await startOnFake(fake, { args: ['--log-level', 'info'] });
+    const pid = fd.daemon.proc.pid ?? -1;
+    // Voluntary context switches of the main thread (tid = pid): each is one
+    // sleep in epoll, so they count its wake-ups, however loaded the machine.
+    const sleeps = () =>
+      Number(
+        /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1],
+      );
+    const before = sleeps();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 2_000)); // the quiet window itself, not a synchronisation
+    const seconds = (performance.now() - t0) / 1000;
+    const perSecond = (sleeps() - before) / seconds;
+    // The sampler's 10 a second, the libvirt keepalive and a little slack; prom-client's default was 100.
+    expect(perSecond).toBeGreaterThan(0);
+    expect(perSecond).toBeLessThan((1000 / LAG_SAMPLE_MS) * 2 + 5);
   });
 });
