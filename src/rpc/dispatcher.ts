@@ -1,17 +1,16 @@
 // Turns decoded JSON-RPC messages into handler calls and responses: envelope
-// checks, method routing (json-rpc-2.0's JSONRPCServer), params validation,
+// checks, method routing (our table of specs), params validation,
 // the per-connection in-flight cap, error mapping and the per-request log
 // line. Transport-agnostic: the WebSocket server and the REST adapter both
 // call into it, so every path gets the same validation and logging.
 import { randomUUID } from 'node:crypto';
 import type { ValidateFunction } from 'ajv';
-import {
-  type JSONRPCError,
-  type JSONRPCErrorResponse,
-  type JSONRPCID,
-  type JSONRPCRequest,
-  type JSONRPCResponse,
-  JSONRPCServer,
+import type {
+  JSONRPCError,
+  JSONRPCErrorResponse,
+  JSONRPCID,
+  JSONRPCRequest,
+  JSONRPCResponse,
 } from 'json-rpc-2.0';
 import type { Logger } from 'pino';
 import { isRecord } from '../is-record.js';
@@ -116,7 +115,6 @@ function errorResponse(id: JSONRPCID, error: JSONRPCError): JSONRPCErrorResponse
 }
 
 export class Dispatcher {
-  private readonly server: JSONRPCServer<Caller>;
   private readonly entries = new Map<string, Entry>();
   private readonly log: Logger;
   private inFlightTotal = 0;
@@ -136,29 +134,11 @@ export class Dispatcher {
     this.observe = observer.request ? observer.request.bind(observer) : () => {};
     this.maxBatchEntries = opts.maxBatchEntries ?? DEFAULT_MAX_BATCH_ENTRIES;
     const ajv = createAjv();
-    this.server = new JSONRPCServer<Caller>({
-      errorListener: (message, data) => this.log.error({ err: data }, message),
-    });
-    // Only reached if our own wrapper throws (a bug): still answer, never leak.
-    this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) =>
-      errorResponse(id, this.unexpected(error, 'dispatch', id, this.log));
-    this.server.handleMethodNotFound = async (request: JSONRPCRequest, caller: unknown) => {
-      const name = truncate(request.method);
-      (caller as Caller).log.info({ method: name, id: request.id, outcome: 'method-not-found' }, 'rpc call');
-      this.observe(null, RpcErrorCode.METHOD_NOT_FOUND);
-      if (request.id === undefined) return null;
-      return errorResponse(request.id, {
-        code: RpcErrorCode.METHOD_NOT_FOUND,
-        message: `method not found: ${name}`,
-        data: { method: name },
-      });
-    };
     for (const spec of specs) {
       if (this.entries.has(spec.name)) throw new Error(`method ${spec.name} registered twice`);
       const schema = spec.params ?? EMPTY_PARAMS_SCHEMA;
       const entry: Entry = { spec, validate: compileParams(ajv, spec.name, schema) };
       this.entries.set(spec.name, entry);
-      this.server.addMethodAdvanced(spec.name, (request, caller) => this.viaJsonRpc(entry, request, caller));
     }
   }
 
@@ -324,7 +304,10 @@ export class Dispatcher {
     }
     caller.inFlight++;
     this.inFlightTotal++;
-    return this.server.receive(req, caller).then(
+    // Envelope checked and method found above: straight to it, not through
+    // json-rpc-2.0's server, whose async layers checked the same again and
+    // were held by every call in flight (bench/README.md, issue 12).
+    return this.respond(entry, req, caller).then(
       (r) => {
         this.release(caller);
         return r;
@@ -373,7 +356,8 @@ export class Dispatcher {
     }
   }
 
-  private async viaJsonRpc(
+  /** Runs the request's method; its response, or null for a notification. */
+  private async respond(
     entry: Entry,
     request: JSONRPCRequest,
     caller: Caller,
