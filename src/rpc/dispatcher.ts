@@ -116,7 +116,6 @@ function errorResponse(id: JSONRPCID, error: JSONRPCError): JSONRPCErrorResponse
 
 export class Dispatcher {
   private readonly entries = new Map<string, Entry>();
-  private readonly log: Logger;
   private inFlightTotal = 0;
   private idleWaiters: (() => void)[] = [];
   private closing = false;
@@ -124,13 +123,7 @@ export class Dispatcher {
 
   private readonly maxBatchEntries: number;
 
-  constructor(
-    specs: readonly MethodSpec[],
-    logger: Logger,
-    observer: RpcObserver = {},
-    opts: DispatcherOptions = {},
-  ) {
-    this.log = logger;
+  constructor(specs: readonly MethodSpec[], observer: RpcObserver = {}, opts: DispatcherOptions = {}) {
     this.observe = observer.request ? observer.request.bind(observer) : () => {};
     this.maxBatchEntries = opts.maxBatchEntries ?? DEFAULT_MAX_BATCH_ENTRIES;
     const ajv = createAjv();

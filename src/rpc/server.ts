@@ -188,7 +188,7 @@ export class RpcServer {
     };
     this.observer = opts.observer ?? {};
     // A batch that passes the cap must fit the in-flight budget of an idle connection.
-    this.dispatcher = new Dispatcher([...opts.methods, discover], this.log, this.observer, {
+    this.dispatcher = new Dispatcher([...opts.methods, discover], this.observer, {
       maxBatchEntries: Math.min(this.limits.maxBatchEntries, this.limits.maxInFlightPerConnection),
     });
     this.guard = new SocketGuard(
