@@ -212,7 +212,9 @@ describe('metrics of the daemon on the fake libvirtd', () => {
     // sleep in epoll, so they count its wake-ups, however loaded the machine.
     const sleeps = () =>
       Number(
-        /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1],
+        /^voluntary_ctxt_switches:\s+(\d+)/m.exec(
+          readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'),
+        )?.[1],
       );
     const before = sleeps();
     const t0 = performance.now();
