@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import type { DomainRef } from '../src/libvirt/types.js';
 import { FakeLibvirtd } from '../test/fakes/fake-libvirtd.js';
 import { DaemonProcess } from '../test/helpers/daemon.js';
+import { type EchoServer, spawnListeningChild } from './ws-load.js';
 
 export interface FakeVm {
   uuid: string;
@@ -202,6 +203,22 @@ export async function startFakeProcess(spec: {
       await exited;
     },
   };
+}
+
+const relayEntry = fileURLToPath(new URL('./floor-relay.ts', import.meta.url));
+
+/**
+ * bench/floor-relay.ts on `fake`: the wire contract of VM.hotunplugMemory and
+ * nothing else (the migration check, detach, wait, two notifications, reply),
+ * its notifications' VM status shaped as `stats` (a VM.getStats result).
+ */
+export function startFloorRelay(fake: FakeProcess, stats: unknown): Promise<EchoServer> {
+  const vms = fake.vms.map((v) => ({ uuid: v.uuid, ref: v.ref }));
+  return spawnListeningChild(
+    relayEntry,
+    { socketPath: fake.socketPath, vms, check: true, notify: true, stats },
+    'floor relay',
+  );
 }
 
 export { FakeLibvirtd };

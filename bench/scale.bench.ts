@@ -9,6 +9,10 @@
 //    device-removed on an identical fake, rounds alternating ABBA after two
 //    untimed warm-up rounds each on the other 500 VMs; the fakes' guests release after
 //    GUEST_RELEASE_MS, about what the real TCG guest takes for a 128 MiB DIMM;
+//  - the same 500 through the protocol floor (bench/floor-relay.ts: a bare
+//    `ws` JSON-RPC server doing only the call's wire contract) on a fourth
+//    fake, one round after each ABBA pair: the share of the ratio no daemon
+//    speaking this protocol can avoid;
 //  - the daemon's CPU time (all threads, user + system) per unplug over
 //    those rounds, vs the bare client's CPU per unplug; and the counts of
 //    libvirt calls (by procedure) and daemon log lines per unplug;
@@ -26,6 +30,7 @@ import {
   type FakeVm,
   spawnDaemon,
   startFakeProcess,
+  startFloorRelay,
   unplugParams,
 } from './fake-host.js';
 import {
@@ -99,18 +104,21 @@ async function directClient(
   };
 }
 
-/** The daemon doing the same: 500 VM.hotunplugMemory at once over CONNS light connections. */
-async function throughDaemon(
-  d: BenchDaemon,
+/**
+ * A JSON-RPC server doing the same: 500 VM.hotunplugMemory at once over CONNS
+ * light connections; the daemon, or the protocol floor (bench/floor-relay.ts).
+ */
+async function throughRpc(
+  server: { url: string; pid: number; logLines(): number },
   fake: FakeProcess,
 ): Promise<{ round(vms: FakeVm[], dimm: number): Promise<Round & { logLines: number }>; close(): void }> {
-  const conns = await Promise.all(Array.from({ length: CONNS }, () => LightRpc.connect(d.url)));
-  const pid = d.proc.pid ?? -1;
+  const conns = await Promise.all(Array.from({ length: CONNS }, () => LightRpc.connect(server.url)));
+  const pid = server.pid;
   return {
     async round(vms, dimm) {
       const c0 = cpuMs(pid);
       const f0 = cpuMs(fake.pid);
-      const l0 = d.logLines;
+      const l0 = server.logLines();
       const t0 = performance.now();
       const answers = await withDeadline('500 concurrent unplugs', 120_000, () =>
         Promise.all(
@@ -131,7 +139,7 @@ async function throughDaemon(
         wallMs,
         cpuMsPerUnplug: (cpuMs(pid) - c0) / CONCURRENT,
         fakeCpuMsPerUnplug: (cpuMs(fake.pid) - f0) / CONCURRENT,
-        logLines: (d.logLines - l0) / CONCURRENT,
+        logLines: (server.logLines() - l0) / CONCURRENT,
       };
     },
     close: () => {
@@ -148,9 +156,10 @@ async function timedStart(fake: FakeProcess): Promise<{ d: BenchDaemon; ms: numb
 
 export async function run(): Promise<BenchResult[]> {
   const releasing = { dimms: DIMMS, eventDelayMs: GUEST_RELEASE_MS, eventBeforeReply: true };
-  const [big, twin, empty] = await Promise.all([
+  const [big, twin, triplet, empty] = await Promise.all([
     startFakeProcess({ vms: VMS, ...releasing }),
     startFakeProcess({ vms: VMS, ...releasing }), // identical, for the bare client
+    startFakeProcess({ vms: VMS, ...releasing }), // identical, for the protocol floor
     startFakeProcess({ vms: 0, dimms: 0 }),
   ]);
   const daemons: BenchDaemon[] = [];
@@ -200,12 +209,22 @@ export async function run(): Promise<BenchResult[]> {
       const vm = big.vms[CONCURRENT + i]!;
       single1.push(await time(() => c.call('VM.hotunplugMemory', unplugParams(vm, vm.dimms[0]!))));
     }
-    const ours = await throughDaemon(bigD, big);
+    const daemonD = bigD;
+    const ours = await throughRpc(
+      { url: daemonD.url, pid: daemonD.proc.pid ?? -1, logLines: () => daemonD.logLines },
+      big,
+    );
     closers.push(() => ours.close());
     const bare = await directClient(twin);
     closers.push(() => bare.close());
+    const shown = await c.call<unknown>('VM.getStats', { vmID: big.vms[0]!.uuid });
+    const relay = await startFloorRelay(triplet, Array.isArray(shown) ? shown[0] : shown);
+    closers.push(() => relay.close());
+    const floorSide = await throughRpc({ url: relay.url, pid: relay.pid, logLines: () => 0 }, triplet);
+    closers.push(() => floorSide.close());
     const o: (Round & { logLines: number })[] = [];
     const b: Round[] = [];
+    const fl: Round[] = [];
     let rss1000 = 0;
     for (let r = 0; r < ROUNDS; r++) {
       // As before issue 12 (2 rounds): RSS after 1,000 + SINGLE_RUNS unplugs.
@@ -224,9 +243,12 @@ export async function run(): Promise<BenchResult[]> {
         y = await bare.round(pick(twin), dimm);
         x = await ours.round(pick(big), dimm);
       }
+      // The floor between or after the pair, so it meets the same conditions.
+      const z = await floorSide.round(pick(triplet), dimm);
       if (!warm) {
         o.push(x);
         b.push(y);
+        fl.push(z);
       }
     }
     const rssAfter = rssMiB(bigD.proc.pid ?? -1);
@@ -242,6 +264,10 @@ export async function run(): Promise<BenchResult[]> {
     );
     const wb = summarize(
       b.map((x) => x.wallMs),
+      'ms',
+    );
+    const wf = summarize(
+      fl.map((x) => x.wallMs),
       'ms',
     );
     const cpu = summarize(
@@ -297,7 +323,16 @@ export async function run(): Promise<BenchResult[]> {
         target: 'p50 ratio <= 1.5',
         pass: w.median / wb.median <= 1.5,
         goal: '12',
-        note: `daemon adds ${((w.median - wb.median) / CONCURRENT).toFixed(2)} ms of wall per unplug; one unplug alone ${one.median.toFixed(1)} ms`,
+        note: `daemon adds ${((w.median - wb.median) / CONCURRENT).toFixed(2)} ms of wall per unplug; the protocol floor ${wf.median.toFixed(0)} ms (${(wf.median / wb.median).toFixed(2)}x); one unplug alone ${one.median.toFixed(1)} ms`,
+      },
+      {
+        name: `scale ${CONCURRENT} concurrent unplugs, protocol floor`,
+        what: `the same ${CONCURRENT} unplugs through bench/floor-relay.ts (a bare ws server doing only the wire contract: migration check, detach, wait, 2 notifications to every connection, reply) on a third identical fake, vs the bare libvirt client; ms to the last answer`,
+        runs: timedRounds,
+        ours: wf,
+        baseline: { ...wb, name: 'bare libvirt client' },
+        ratio: wf.median / wb.median,
+        note: `the daemon is ${(w.median / wf.median).toFixed(2)}x the floor`,
       },
       {
         name: 'scale daemon CPU per unplug',

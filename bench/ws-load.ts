@@ -136,17 +136,25 @@ export interface EchoServer {
 const echoEntry = fileURLToPath(new URL('./echo-server.ts', import.meta.url));
 
 /** Starts bench/echo-server.ts answering each method with the given raw result JSON. */
-export async function startEchoServer(results: Record<string, string>): Promise<EchoServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'vmhostd-bench-echo-'));
-  const file = join(dir, 'results.json');
-  writeFileSync(file, JSON.stringify(results));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', echoEntry, file], {
+export function startEchoServer(results: Record<string, string>): Promise<EchoServer> {
+  return spawnListeningChild(echoEntry, results, 'echo server');
+}
+
+/**
+ * Runs a bench server (`node --import tsx ENTRY SPEC.json`) as a child
+ * process, like the daemon; it prints one line {"url"} once listening.
+ */
+export async function spawnListeningChild(entry: string, spec: unknown, what: string): Promise<EchoServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmhostd-bench-child-'));
+  const file = join(dir, 'spec.json');
+  writeFileSync(file, JSON.stringify(spec));
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', entry, file], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const url = await new Promise<string>((resolve, reject) => {
     let buf = '';
-    const t = setTimeout(() => reject(new Error('echo server did not start within 30 s')), 30_000);
+    const t = setTimeout(() => reject(new Error(`${what} did not start within 30 s`)), 30_000);
     child.stdout?.setEncoding('utf8').on('data', (c: string) => {
       buf += c;
       const nl = buf.indexOf('\n');
@@ -157,7 +165,7 @@ export async function startEchoServer(results: Record<string, string>): Promise<
     });
     child.once('exit', (code) => {
       clearTimeout(t);
-      reject(new Error(`echo server exited (${code}) before listening`));
+      reject(new Error(`${what} exited (${code}) before listening`));
     });
   });
   return {
