@@ -71,6 +71,11 @@ export interface Settling {
   /** MiB the resize had asked for, and its deadline: its mark keeps them, so a restart settles again. */
   readonly asked: number;
   readonly deadline?: string;
+  /**
+   * libvirt took the settle (its update returned): the next re-read tells the
+   * end whatever `requested` it shows, since someone may have asked again.
+   */
+  readonly landed?: true;
 }
 
 /** A device that is not simply `plugged` (see docs/design.md for how to add a phase). */
@@ -199,6 +204,11 @@ export type DeviceEvent =
     }
   /** libvirt refused to settle `requested` to where a stopped resize got (set-requested). */
   | { readonly type: 'settle-failed'; readonly alias: string }
+  /**
+   * libvirt took the settle's `requested` (set-requested returned), told
+   * after every re-read begun before it was applied: a re-read decides.
+   */
+  | { readonly type: 'settle-landed'; readonly alias: string }
   /**
    * A re-read of the live XML failed and none is queued behind it (the
    * worker retries it): a resize call whose wait ended (ending, or settling)
@@ -685,10 +695,12 @@ function sized(s0: DeviceSet, alias: string, z: Sizes): Transition {
       effects: [{ type: 'publish' }, ...progress],
     };
   }
-  // libvirt took the settle: the stopped resize is told.
+  // libvirt took the settle: the stopped resize is told. (Once it landed,
+  // another requested means someone asked again since: waiting for ours
+  // would never end.)
   if (d.settling) {
     const ds = { ...d, settling: d.settling };
-    return z.requested === d.requested
+    return z.requested === d.requested || d.settling.landed
       ? chain({ state: s, effects: progress }, settled(s, alias, ds, z))
       : { state: s, effects: progress };
   }
@@ -772,6 +784,13 @@ const onSettleFailed: Handler<'settle-failed'> = (s, e) => {
   return settled(s, e.alias, { ...d, settling: d.settling }, z);
 };
 
+const onSettleLanded: Handler<'settle-landed'> = (s, e) => {
+  const d = resizeOf(s, e.alias);
+  if (!d?.settling) return unchanged(s);
+  const landed: Resizing = { ...d, settling: { ...d.settling, landed: true } };
+  return { state: { ...s, tracked: withDevice(s.tracked, e.alias, landed) }, effects: [{ type: 'reread' }] };
+};
+
 const onResizeRereadFailed: Handler<'resize-reread-failed'> = (s) => {
   const tracked = new Map(s.tracked);
   const answers: Effect[] = [];
@@ -808,6 +827,7 @@ const handlers: { readonly [T in DeviceEvent['type']]: Handler<T> } = {
   'size-changed': onSizeChanged,
   'resize-gave-up': onResizeGaveUp,
   'settle-failed': onSettleFailed,
+  'settle-landed': onSettleLanded,
   'resize-reread-failed': onResizeRereadFailed,
   observed: onObserved,
   adopted: onAdopted,

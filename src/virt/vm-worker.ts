@@ -470,8 +470,11 @@ export class VmWorker {
     const dev = vm?.dom.virtioMem.filter(isLiveVirtioMem).find((v) => v.alias === alias);
     if (!vm?.active || !dev) throw new Error(`no virtio-mem device ${alias} on a running VM`);
     await this.deps.client.updateDeviceFlags(vm.ref, resizeXml(dev, requested), DomainAffect.LIVE);
-    // The re-read shows libvirt took it (size-changed); a failed one is retried by reload.
-    await this.reload({}).catch(() => undefined);
+    // Behind the reads under way (one begun before the update may show the
+    // old requested); the machine's re-read then tells the end.
+    await this.read(async () => {
+      this.submit({ type: 'settle-landed', alias });
+    });
   }
 
   // ---- reloads ----

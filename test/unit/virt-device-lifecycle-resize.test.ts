@@ -141,6 +141,40 @@ describe('resizing: transitions', () => {
     }
   });
 
+  it('a settle that landed, then another requested before the re-read: the next re-read tells the end (fast-check counterexample)', () => {
+    // Asked 64, stopped at 0 by the deadline, settled to 0; someone asked 64
+    // again before the re-read, and the guest got there.
+    const end = run(
+      vm(at(0, 0)),
+      ask(64),
+      { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' },
+      size(64, 0),
+    ).state;
+    expect(end.tracked.get('vm0')).toMatchObject({ settling: { asked: 64 }, requested: 0 });
+    // Before libvirt took it, a read with another requested is one from before the settle.
+    expect(next(end, size(64, 64)).effects).not.toContainEqual(
+      expect.objectContaining({ type: 'resize-answer' }),
+    );
+    const landed = next(end, { type: 'settle-landed', alias: 'vm0' });
+    expect(landed.effects).toStrictEqual([{ type: 'reread' }]);
+    expect(landed.state.tracked.get('vm0')).toMatchObject({ settling: { landed: true }, waiting: true });
+    const told = next(landed.state, size(64, 64));
+    expect(of(told.effects, 'resize-answer')).toStrictEqual([
+      {
+        type: 'resize-answer',
+        alias: 'vm0',
+        answer: { kind: 'stopped', why: 'timeout', current: 64, requestedNow: 64 },
+      },
+    ]);
+    expect(phaseOf(told.state, 'vm0')).toBe('plugged');
+    // Not settling (reached, or never asked): a landed settle changes nothing.
+    for (const s of [run(vm(at(0, 0)), ask(64), size(64, 64)).state, run(vm(at(0, 0)), ask(64)).state]) {
+      const t = next(s, { type: 'settle-landed', alias: 'vm0' });
+      expect(t.state).toBe(s);
+      expect(t.effects).toStrictEqual([]);
+    }
+  });
+
   it('a re-read after the deadline that shows the size reached is a success', () => {
     const s = run(vm(at(0, 0)), ask(64), { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' }).state;
     const end = next(s, size(64, 64));
@@ -994,8 +1028,9 @@ class Host {
           this.apply({ type: 'settle-failed', alias: 'vm0' });
           return;
         }
+        // The update returned; the worker says so behind the reads under way (here: none).
         this.truth = { ...this.truth, requested: to };
-        this.queue++;
+        this.apply({ type: 'settle-landed', alias: 'vm0' });
         return;
       }
       case 'outside':
