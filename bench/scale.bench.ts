@@ -332,7 +332,10 @@ export async function run(): Promise<BenchResult[]> {
         ours: wf,
         baseline: { ...wb, name: 'bare libvirt client' },
         ratio: wf.median / wb.median,
-        note: `the daemon is ${(w.median / wf.median).toFixed(2)}x the floor`,
+        note: `the daemon is ${(w.median / wf.median).toFixed(2)}x the floor; floor CPU per unplug ${summarize(
+          fl.map((x) => x.cpuMsPerUnplug),
+          'ms',
+        ).median.toFixed(3)} ms (daemon ${cpu.median.toFixed(3)})`,
       },
       {
         name: 'scale daemon CPU per unplug',
@@ -373,6 +376,6 @@ export async function run(): Promise<BenchResult[]> {
   } finally {
     for (const close of closers) await close();
     await Promise.all(daemons.map((d) => d.stop()));
-    await Promise.all([big.stop(), twin.stop(), empty.stop()]);
+    await Promise.all([big.stop(), twin.stop(), triplet.stop(), empty.stop()]);
   }
 }
