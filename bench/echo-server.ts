@@ -8,26 +8,16 @@
 // Prints one line {"url": "..."} once listening.
 
 import { readFileSync } from 'node:fs';
-import { WebSocketServer } from 'ws';
+import { listenBare } from './bare-ws.js';
 
 const results = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as Record<string, string>;
-const wss = new WebSocketServer({
-  host: '127.0.0.1',
-  port: 0,
-  path: '/jsonrpc',
-  perMessageDeflate: false,
-  maxPayload: 1024 * 1024,
-});
+const wss = listenBare();
 wss.on('connection', (ws) => {
   ws.on('message', (data) => {
     const req = JSON.parse(data.toString()) as { id?: unknown; method?: unknown };
     const result = results[String(req.method)] ?? 'null';
     ws.send(`{"jsonrpc":"2.0","id":${JSON.stringify(req.id)},"result":${result}}`);
   });
-});
-wss.once('listening', () => {
-  const { port } = wss.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ url: `ws://127.0.0.1:${port}/jsonrpc` })}\n`);
 });
 process.once('SIGTERM', () => process.exit(0));
 process.once('SIGINT', () => process.exit(0));

@@ -14,10 +14,11 @@
 // Prints one line {"url": "..."} once listening; SIGTERM stops it.
 
 import { readFileSync } from 'node:fs';
-import { type WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
 import { LibvirtClient } from '../src/libvirt/client.js';
 import { DomainAffect, type DomainRef, JobType } from '../src/libvirt/types.js';
 import { escapeXml } from '../src/xml-escape.js';
+import { listenBare } from './bare-ws.js';
 
 interface Spec {
   socketPath: string;
@@ -43,13 +44,7 @@ client.on('deviceRemoved', (e) => {
   waiting.delete(key);
 });
 
-const wss = new WebSocketServer({
-  host: '127.0.0.1',
-  port: 0,
-  path: '/jsonrpc',
-  perMessageDeflate: false,
-  maxPayload: 1024 * 1024,
-});
+const wss = listenBare();
 const clients = new Set<WebSocket>();
 
 function broadcast(method: string, params: unknown): void {
@@ -95,10 +90,6 @@ wss.on('connection', (ws) => {
       (error: unknown) => ws.send(JSON.stringify({ jsonrpc: '2.0', id: req.id, error })),
     );
   });
-});
-wss.once('listening', () => {
-  const { port } = wss.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ url: `ws://127.0.0.1:${port}/jsonrpc` })}\n`);
 });
 const stop = () => {
   void client.close().then(() => process.exit(0));

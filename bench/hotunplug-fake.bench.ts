@@ -70,20 +70,17 @@ export async function run(): Promise<BenchResult[]> {
     waiting.delete(key);
   });
 
-  const viaDaemon = async (vm: FakeVm, alias: string): Promise<number> => {
-    const t0 = performance.now();
-    const r = await rpc.call<{ status: string }>('VM.hotunplugMemory', unplugParams(vm, alias));
-    const dt = performance.now() - t0;
-    if (r.status !== 'removed') throw new Error(`unexpected unplug result ${JSON.stringify(r)}`);
-    return dt;
-  };
-  const viaFloor = async (vm: FakeVm, alias: string): Promise<number> => {
-    const t0 = performance.now();
-    const r = await floorRpc.call<{ status: string }>('VM.hotunplugMemory', unplugParams(vm, alias));
-    const dt = performance.now() - t0;
-    if (r.status !== 'removed') throw new Error(`unexpected floor result ${JSON.stringify(r)}`);
-    return dt;
-  };
+  const viaRpc =
+    (side: LightRpc, what: string) =>
+    async (vm: FakeVm, alias: string): Promise<number> => {
+      const t0 = performance.now();
+      const r = await side.call<{ status: string }>('VM.hotunplugMemory', unplugParams(vm, alias));
+      const dt = performance.now() - t0;
+      if (r.status !== 'removed') throw new Error(`unexpected ${what} result ${JSON.stringify(r)}`);
+      return dt;
+    };
+  const viaDaemon = viaRpc(rpc, 'unplug');
+  const viaFloor = viaRpc(floorRpc, 'floor');
   const direct = async (vm: FakeVm, alias: string): Promise<number> => {
     const t0 = performance.now();
     const removed = new Promise<void>((resolve) => waiting.set(`${vm.uuid}/${alias}`, resolve));
