@@ -210,15 +210,13 @@ const relayEntry = fileURLToPath(new URL('./floor-relay.ts', import.meta.url));
 /**
  * bench/floor-relay.ts on `fake`: the wire contract of VM.hotunplugMemory and
  * nothing else (the migration check, detach, wait, two notifications, reply),
- * its notifications' VM status shaped as `stats` (a VM.getStats result).
+ * its notifications' VM status shaped as `shown`, the daemon's VM.getStats
+ * result (a list of one, or the stats).
  */
-export function startFloorRelay(fake: FakeProcess, stats: unknown): Promise<EchoServer> {
+export function startFloorRelay(fake: FakeProcess, shown: unknown): Promise<EchoServer> {
   const vms = fake.vms.map((v) => ({ uuid: v.uuid, ref: v.ref }));
-  return spawnListeningChild(
-    relayEntry,
-    { socketPath: fake.socketPath, vms, check: true, notify: true, stats },
-    'floor relay',
-  );
+  const stats = Array.isArray(shown) ? shown[0] : shown;
+  return spawnListeningChild(relayEntry, { socketPath: fake.socketPath, vms, stats }, 'floor relay');
 }
 
 export { FakeLibvirtd };

@@ -25,7 +25,7 @@
 // the metadata (the DIMMs present, for restart recovery), off the reply's path.
 
 import { LibvirtClient } from '../src/libvirt/client.js';
-import { DomainAffect } from '../src/libvirt/types.js';
+import { bareUnplugger } from './bare-unplug.js';
 import {
   DIMM_MIB,
   type FakeVm,
@@ -42,10 +42,6 @@ const DIMMS = 8; // RUNS = VMS * DIMMS per side
 // A daemon runs hot: warm both sides as long as we measure, so V8 has optimised both paths.
 const WARMUP_VMS = 25;
 
-function detachXml(alias: string): string {
-  return `<memory model='dimm'><target><size unit='MiB'>${DIMM_MIB}</size><node>0</node></target><alias name='${alias}'/></memory>`;
-}
-
 export async function run(): Promise<BenchResult[]> {
   const spec = { vms: VMS + WARMUP_VMS, dimms: DIMMS, eventDelayMs: 0, eventBeforeReply: true };
   const [fakeDaemon, fakeDirect, fakeFloor] = await Promise.all([
@@ -60,15 +56,10 @@ export async function run(): Promise<BenchResult[]> {
   const rpc = await LightRpc.connect(daemon.url);
   // The floor's notifications carry a VM status of the daemon's own shape and size.
   const shown = await rpc.call<unknown>('VM.getStats', { vmID: oursVms[0]!.uuid });
-  const relay = await startFloorRelay(fakeFloor, Array.isArray(shown) ? shown[0] : shown);
+  const relay = await startFloorRelay(fakeFloor, shown);
   const floorRpc = await LightRpc.connect(relay.url);
   const client = await LibvirtClient.connect({ socketPath: fakeDirect.socketPath, keepaliveIntervalMs: 0 });
-  const waiting = new Map<string, () => void>();
-  client.on('deviceRemoved', (e) => {
-    const key = `${e.domain.uuid}/${e.alias}`;
-    waiting.get(key)?.();
-    waiting.delete(key);
-  });
+  const removeDimm = bareUnplugger(client);
 
   const viaRpc =
     (side: LightRpc, what: string) =>
@@ -83,9 +74,7 @@ export async function run(): Promise<BenchResult[]> {
   const viaFloor = viaRpc(floorRpc, 'floor');
   const direct = async (vm: FakeVm, alias: string): Promise<number> => {
     const t0 = performance.now();
-    const removed = new Promise<void>((resolve) => waiting.set(`${vm.uuid}/${alias}`, resolve));
-    await client.detachDeviceFlags(vm.ref, detachXml(alias), DomainAffect.LIVE);
-    await removed;
+    await removeDimm(vm.ref, { alias, sizeMiB: DIMM_MIB, node: 0 });
     return performance.now() - t0;
   };
 

@@ -22,10 +22,11 @@
 // the bare client, daemon CPU <= 0.5 ms per unplug, RSS < 150 MiB.
 
 import { LibvirtClient } from '../src/libvirt/client.js';
-import { DomainAffect } from '../src/libvirt/types.js';
 import { TestRpcClient } from '../test/helpers/rpc-client.js';
+import { bareUnplugger } from './bare-unplug.js';
 import {
   type BenchDaemon,
+  DIMM_MIB,
   type FakeProcess,
   type FakeVm,
   spawnDaemon,
@@ -72,18 +73,8 @@ async function directClient(
   fake: FakeProcess,
 ): Promise<{ round(vms: FakeVm[], dimm: number): Promise<Round>; close(): Promise<void> }> {
   const client = await LibvirtClient.connect({ socketPath: fake.socketPath, keepaliveIntervalMs: 0 });
-  const waiting = new Map<string, () => void>();
-  client.on('deviceRemoved', (e) => {
-    const key = `${e.domain.uuid}/${e.alias}`;
-    waiting.get(key)?.();
-    waiting.delete(key);
-  });
-  const unplug = async (vm: FakeVm, alias: string) => {
-    const removed = new Promise<void>((resolve) => waiting.set(`${vm.uuid}/${alias}`, resolve));
-    const xml = `<memory model='dimm'><target><size unit='MiB'>128</size><node>0</node></target><alias name='${alias}'/></memory>`;
-    await client.detachDeviceFlags(vm.ref, xml, DomainAffect.LIVE);
-    await removed;
-  };
+  const removeDimm = bareUnplugger(client);
+  const unplug = (vm: FakeVm, alias: string) => removeDimm(vm.ref, { alias, sizeMiB: DIMM_MIB, node: 0 });
   return {
     async round(vms, dimm) {
       const c0 = selfCpuMs();
@@ -218,7 +209,7 @@ export async function run(): Promise<BenchResult[]> {
     const bare = await directClient(twin);
     closers.push(() => bare.close());
     const shown = await c.call<unknown>('VM.getStats', { vmID: big.vms[0]!.uuid });
-    const relay = await startFloorRelay(triplet, Array.isArray(shown) ? shown[0] : shown);
+    const relay = await startFloorRelay(triplet, shown);
     closers.push(() => relay.close());
     const floorSide = await throughRpc({ url: relay.url, pid: relay.pid, logLines: () => 0 }, triplet);
     closers.push(() => floorSide.close());
