@@ -14,4 +14,14 @@ for (const f of files) {
   failed += r.numFailedTests;
   skipped += r.numPendingTests + r.numTodoTests;
 }
+// libvirtd deaths during the run (scripts/test.sh cuts them from the supervisor's
+// crash log): a test that failed around one may have been hit by it.
+const crashes = existsSync('.cache/test-results/libvirtd-crashes.log')
+  ? readFileSync('.cache/test-results/libvirtd-crashes.log', 'utf8').split('\n').filter(Boolean)
+  : [];
+const deaths = crashes.filter((l) => l.includes('libvirtd died')).length;
+if (crashes.length > 0) {
+  console.log(`libvirtd died ${deaths} time(s) during the run and was restarted:`);
+  for (const line of crashes) console.log(`  ${line}`);
+}
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);

@@ -51,12 +51,17 @@ export interface LibvirtClientOptions {
   keepaliveCount?: number;
   reconnect?: ReconnectOptions | false;
   maxPacketBytes?: number;
+  /** How long close() waits for libvirtd to answer calls still in flight. */
+  closeDrainMs?: number;
 }
 
 const DEFAULTS = {
   uri: 'qemu:///system',
   keepaliveIntervalMs: 5_000,
   keepaliveCount: 5,
+  // Quick calls are the risk (they finish while libvirtd runs the close hook); a call
+  // slower than this lands inside that millisecond window only by rare chance.
+  closeDrainMs: 2_000,
   reconnect: { initialDelayMs: 250, maxDelayMs: 15_000 } as ReconnectOptions,
 };
 
@@ -258,7 +263,13 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
     );
   }
 
-  /** Stops reconnecting, says goodbye to libvirtd and closes the socket. */
+  /**
+   * Stops reconnecting, lets libvirtd answer what it is still working on, says
+   * goodbye and closes the socket. The wait is for libvirtd 9.0 (Debian 12):
+   * a client that leaves while a worker thread is finishing one of its calls
+   * makes the daemon run its per-client close hook twice at once, and it
+   * segfaults (docs/design.md, "libvirtd's close race").
+   */
   async close(): Promise<void> {
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -266,6 +277,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> implements 
     const conn = this.conn;
     this.conn = null;
     if (!conn || conn.closed) return;
+    await conn.drain(this.opts.closeDrainMs ?? DEFAULTS.closeDrainMs);
     try {
       await conn.call(Proc.CONNECT_CLOSE, undefined, undefined, { timeoutMs: 2_000 });
     } catch {

@@ -66,6 +66,12 @@ export interface ConnectionEvents {
 export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
   private readonly parser: PacketParser;
   private readonly pending = new Map<number, Pending>();
+  /**
+   * Serials libvirtd has not answered yet, timed-out calls included: libvirtd
+   * is still working on those, and closing under them is what crashes 9.0.
+   */
+  private readonly unanswered = new Set<number>();
+  private drainWaiters: (() => void)[] = [];
   private serial = 0;
   private isClosed = false;
   private corked = false;
@@ -173,6 +179,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
         }, timeoutMs);
       }
       this.pending.set(serial, p);
+      this.unanswered.add(serial);
       this.write(packet);
     });
   }
@@ -228,6 +235,30 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
     this.keepaliveTimer = undefined;
   }
 
+  /**
+   * Resolves once libvirtd has answered every call sent on this connection
+   * (true), or after `timeoutMs` (false). Closing right after is safe from
+   * libvirtd 9.0's close race: no worker thread is still on our calls.
+   */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.unanswered.size === 0 || this.isClosed) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (drained: boolean) => {
+        clearTimeout(timer);
+        this.drainWaiters = this.drainWaiters.filter((w) => w !== wake);
+        resolve(drained);
+      };
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.drainWaiters.push(wake);
+    });
+  }
+
+  private answered(serial: number): void {
+    if (!this.unanswered.delete(serial) || this.unanswered.size > 0) return;
+    for (const wake of [...this.drainWaiters]) wake();
+  }
+
   /** Closes the connection; pending calls fail with LibvirtConnectionError. */
   close(reason = 'connection closed by client'): void {
     this.fail(new LibvirtConnectionError(reason));
@@ -239,6 +270,8 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
     this.isClosed = true;
     this.stopKeepalive();
     this.socket.destroy();
+    this.unanswered.clear();
+    for (const wake of [...this.drainWaiters]) wake();
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
@@ -320,6 +353,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
 
   private onReply(p: Packet): void {
     const h = p.header;
+    this.answered(h.serial);
     const call = this.pending.get(h.serial);
     if (!call) return; // timed out earlier; the late reply is dropped
     if (call.proc !== h.proc || call.prog !== h.prog) {

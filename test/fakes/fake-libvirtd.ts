@@ -264,6 +264,8 @@ export class FakeLibvirtd {
   private corruptReplies = 0;
   private replyMutators: ((pkt: Buffer) => Buffer)[] = [];
   private xmlLog: ReceivedXml[] | null = null;
+  private wireLog: string[] | null = null;
+  private held: { procs: Set<string>; replies: (() => void)[] } | null = null;
   private readonly refusedEventIds = new Set<number>();
   private nextId = 1;
   private nextCallbackId = 1;
@@ -473,6 +475,41 @@ export class FakeLibvirtd {
     return this.xmlLog;
   }
 
+  /**
+   * Starts recording what crosses the wire, in order: 'call NAME' and
+   * 'reply NAME' (when the reply is written), 'pong', 'eof'; returns the (live) record.
+   */
+  recordWire(): string[] {
+    this.wireLog ??= [];
+    return this.wireLog;
+  }
+
+  /**
+   * Replies to calls of these procedures wait until the returned function is
+   * called: a libvirtd worker thread still busy on the call.
+   */
+  holdReplies(procs: string[]): () => void {
+    const held = { procs: new Set(procs), replies: [] as (() => void)[] };
+    this.held = held;
+    return () => {
+      if (this.held === held) this.held = null;
+      for (const send of held.replies.splice(0)) send();
+    };
+  }
+
+  /** Sends a keepalive PING to every client; their PONG shows up as 'pong' in the wire record. */
+  ping(): void {
+    const pkt = encodePacket({
+      prog: KEEPALIVE_PROGRAM,
+      vers: KEEPALIVE_PROTOCOL_VERSION,
+      proc: KeepaliveProc.PING,
+      type: MessageType.MESSAGE,
+      serial: 0,
+      status: MessageStatus.OK,
+    });
+    for (const c of this.clients) c.socket.write(pkt);
+  }
+
   /** Writes raw bytes to every connected client (decoder fuzzing). */
   sendRaw(buf: Buffer): void {
     for (const c of this.clients) c.socket.write(buf);
@@ -521,7 +558,10 @@ export class FakeLibvirtd {
       for (const p of packets) this.onPacket(client, p);
     });
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.clients.delete(client));
+    socket.on('close', () => {
+      this.wireLog?.push('eof');
+      this.clients.delete(client);
+    });
   }
 
   private onPacket(client: Client, p: Packet): void {
@@ -540,6 +580,8 @@ export class FakeLibvirtd {
             status: MessageStatus.OK,
           }),
         );
+      } else if (h.proc === KeepaliveProc.PONG) {
+        this.wireLog?.push('pong');
       }
       return;
     }
@@ -550,7 +592,13 @@ export class FakeLibvirtd {
     }
     const name = qemu ? 'QEMU_DOMAIN_AGENT_COMMAND' : (ProcName[h.proc] ?? `PROC_${h.proc}`);
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    this.wireLog?.push(`call ${name}`);
+    const held = this.held?.procs.has(name) ? this.held : null;
     const reply = (status: number, body?: (w: XdrWriter) => void) => {
+      if (held && this.held === held) {
+        held.replies.push(() => reply(status, body));
+        return;
+      }
       let pkt = encodePacket(
         {
           prog: h.prog,
@@ -569,6 +617,7 @@ export class FakeLibvirtd {
       }
       const mutate = status === MessageStatus.OK ? this.replyMutators.shift() : undefined;
       if (mutate) pkt = mutate(pkt);
+      if (!client.socket.destroyed) this.wireLog?.push(`reply ${name}`);
       this.write(client, pkt);
     };
     let result: Promise<((w: XdrWriter) => void) | undefined>;

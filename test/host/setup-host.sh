@@ -67,7 +67,7 @@ fi
 
 mkdir -p /var/log/libvirt /var/log/libvirt/qemu /var/lib/libvirt/qemu /run/libvirt
 
-# 4. Daemons. pidfiles are the daemons' own (-d daemonises and writes them).
+# 4. Daemons. pidfiles are the daemons' own (libvirtd writes one in the foreground too).
 running() { # name pidfile
   local pid
   [[ -f $2 ]] && pid=$(<"$2") && [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null &&
@@ -87,8 +87,9 @@ if running libvirtd /run/libvirtd.pid && $wrote_conf; then
   kill -0 "$pid" 2>/dev/null && die "libvirtd (pid $pid) did not stop within 10 s"
 fi
 if ! running libvirtd /run/libvirtd.pid; then
-  log "starting libvirtd"
-  libvirtd -d
+  log "starting libvirtd (restarted if it crashes, as systemd would: libvirtd-supervised.sh)"
+  setsid -f bash "$(dirname "${BASH_SOURCE[0]}")/libvirtd-supervised.sh" </dev/null \
+    >>/var/log/libvirt/vmhostd-libvirtd-supervisor.log 2>&1
 fi
 
 # 5. Wait until the socket answers a real call.

@@ -1,11 +1,12 @@
 // libvirtd restarted under the daemon: it keeps answering, fails a pending
 // call clearly instead of hanging, reconnects with backoff, re-registers its
-// event callbacks and reconciles. Runs alone (it restarts the shared libvirtd).
+// event callbacks and reconciles; also after a crash that the host's service
+// manager restarts. Runs alone (it restarts the shared libvirtd).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Stats } from '../helpers/api-types.js';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon.js';
 import { type Guest, hostReady, startGuest } from '../helpers/guest.js';
-import { startLibvirtd, stopLibvirtd } from '../helpers/libvirtd.js';
+import { crashLibvirtd, startLibvirtd, stopLibvirtd } from '../helpers/libvirtd.js';
 import { TestRpcClient as Client, expectRpcError, type TestRpcClient } from '../helpers/rpc-client.js';
 
 describe('libvirtd restart under the daemon', () => {
@@ -75,6 +76,19 @@ describe('libvirtd restart under the daemon', () => {
     await startLibvirtd();
     await d.waitForLog((l) => l.msg === 'libvirt connection restored', 60_000);
     expect(await c.call('Host.ping')).toBe(true);
+    await plugUnplugWorks();
+  });
+
+  it('recovers from a libvirtd crash that the host restarts (Restart=on-failure)', async () => {
+    const restored = d.logs.filter((l) => l.msg === 'libvirt connection restored').length;
+    await crashLibvirtd('the daemon must reconnect after a crash as after a restart');
+    await d.waitForLog(
+      (l) =>
+        l.msg === 'libvirt connection restored' && d.logs.filter((x) => x.msg === l.msg).length > restored,
+      60_000,
+    );
+    const list = await c.call<{ vmId: string }[]>('Host.getVMList');
+    expect(list.map((v) => v.vmId)).toEqual(expect.arrayContaining([coop.uuid, silent.uuid]));
     await plugUnplugWorks();
   });
 

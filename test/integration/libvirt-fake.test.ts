@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LibvirtConnection } from '../../src/libvirt/connection.js';
 import {
   DomainAffect,
   type DomainRef,
@@ -20,7 +21,7 @@ import {
   LifecycleEvent,
   MetadataType,
 } from '../../src/libvirt/index.js';
-import { EventIdForKind } from '../../src/libvirt/protocol.js';
+import { EventIdForKind, Proc } from '../../src/libvirt/protocol.js';
 import { FakeLibvirtd, type MalformedKind } from '../fakes/fake-libvirtd.js';
 
 let fake: FakeLibvirtd;
@@ -263,6 +264,67 @@ describe('libvirt client against the fake libvirtd', () => {
       LibvirtTimeoutError,
     );
     expect(await c.getHostname()).toBe('fake-host');
+  });
+
+  // libvirtd 9.0 segfaults when a client leaves while a worker thread is
+  // finishing one of its calls (docs/design.md, "libvirtd's close race").
+  describe('close() and the calls libvirtd is still working on', () => {
+    /** Every packet the client wrote before it read the PING is on the fake's record once 'pong' is. */
+    async function roundTrip(wire: string[]): Promise<void> {
+      const pongs = wire.filter((w) => w === 'pong').length;
+      fake.ping();
+      await waitFor(() => wire.filter((w) => w === 'pong').length > pongs);
+    }
+
+    it('says goodbye only after libvirtd has answered them', async () => {
+      const c = await connect();
+      const wire = fake.recordWire();
+      const release = fake.holdReplies(['CONNECT_GET_HOSTNAME']);
+      const hostname = c.getHostname();
+      const closed = c.close();
+      await roundTrip(wire);
+      expect(wire).not.toContain('call CONNECT_CLOSE');
+      release();
+      await closed;
+      expect(await hostname).toBe('fake-host');
+      await waitFor(() => wire.includes('eof'));
+      expect(wire.filter((w) => w !== 'pong')).toEqual([
+        'call CONNECT_GET_HOSTNAME',
+        'reply CONNECT_GET_HOSTNAME',
+        'call CONNECT_CLOSE',
+        'reply CONNECT_CLOSE',
+        'eof',
+      ]);
+    });
+
+    it('waits for a call its caller gave up on, which libvirtd is still running', async () => {
+      const conn = await LibvirtConnection.open({ socketPath: fake.socketPath });
+      const wire = fake.recordWire();
+      const release = fake.holdReplies(['CONNECT_GET_HOSTNAME']);
+      const call = conn.call(Proc.CONNECT_GET_HOSTNAME, undefined, (r) => r.readString(), { timeoutMs: 1 });
+      await expect(call).rejects.toBeInstanceOf(LibvirtTimeoutError);
+      let drained: boolean | undefined;
+      const draining = conn.drain(60_000).then((v) => {
+        drained = v;
+      });
+      await roundTrip(wire);
+      expect(drained).toBeUndefined();
+      release();
+      await draining;
+      expect(drained).toBe(true);
+      conn.close();
+    });
+
+    it('closes anyway when libvirtd does not answer within the drain deadline', async () => {
+      const c = await connect({ closeDrainMs: 50, reconnect: false });
+      const wire = fake.recordWire();
+      fake.holdReplies(['CONNECT_GET_HOSTNAME']);
+      const hostname = c.getHostname().catch((e: unknown) => e);
+      await c.close();
+      expect(await hostname).toBeInstanceOf(LibvirtConnectionError);
+      await waitFor(() => wire.includes('eof'));
+      expect(wire).toEqual(['call CONNECT_GET_HOSTNAME', 'call CONNECT_CLOSE', 'reply CONNECT_CLOSE', 'eof']);
+    });
   });
 
   const malformed: MalformedKind[] = [
