@@ -499,14 +499,7 @@ export class FakeLibvirtd {
 
   /** Sends a keepalive PING to every client; their PONG shows up as 'pong' in the wire record. */
   ping(): void {
-    const pkt = encodePacket({
-      prog: KEEPALIVE_PROGRAM,
-      vers: KEEPALIVE_PROTOCOL_VERSION,
-      proc: KeepaliveProc.PING,
-      type: MessageType.MESSAGE,
-      serial: 0,
-      status: MessageStatus.OK,
-    });
+    const pkt = keepalivePacket(KeepaliveProc.PING);
     for (const c of this.clients) c.socket.write(pkt);
   }
 
@@ -569,17 +562,7 @@ export class FakeLibvirtd {
     if (h.prog === KEEPALIVE_PROGRAM) {
       if (h.proc === KeepaliveProc.PING) {
         this.counts.set('KEEPALIVE_PING', (this.counts.get('KEEPALIVE_PING') ?? 0) + 1);
-        this.write(
-          client,
-          encodePacket({
-            prog: KEEPALIVE_PROGRAM,
-            vers: KEEPALIVE_PROTOCOL_VERSION,
-            proc: KeepaliveProc.PONG,
-            type: MessageType.MESSAGE,
-            serial: 0,
-            status: MessageStatus.OK,
-          }),
-        );
+        this.write(client, keepalivePacket(KeepaliveProc.PONG));
       } else if (h.proc === KeepaliveProc.PONG) {
         this.wireLog?.push('pong');
       }
@@ -1562,6 +1545,17 @@ function malformedPacket(kind: MalformedKind): Buffer {
 }
 
 /** A domain event as libvirtd sends it: a MESSAGE whose procedure depends on the event. */
+function keepalivePacket(proc: number): Buffer {
+  return encodePacket({
+    prog: KEEPALIVE_PROGRAM,
+    vers: KEEPALIVE_PROTOCOL_VERSION,
+    proc,
+    type: MessageType.MESSAGE,
+    serial: 0,
+    status: MessageStatus.OK,
+  });
+}
+
 export function encodeEventPacket(ev: DomainEventMessage): Buffer {
   let proc = 0;
   const pkt = encodePacket(

@@ -13,7 +13,8 @@
 # 5 starts within 10 s, as systemd's default start limit does.
 set -uo pipefail
 
-CRASH_LOG=${VMHOSTD_LIBVIRTD_CRASH_LOG:-/var/log/libvirt/vmhostd-libvirtd-crashes.log}
+# The same path as in scripts/test.sh and test/helpers/libvirtd.ts.
+CRASH_LOG=/var/log/libvirt/vmhostd-libvirtd-crashes.log
 PIDFILE=/run/vmhostd-libvirtd-supervisor.pid
 BURST=5
 INTERVAL_S=10
