@@ -647,12 +647,15 @@ function stopped(s: DeviceSet, alias: string, d: Resizing, why: 'timeout' | 'sta
       effects: [{ type: 'persist' }, { type: 'publish' }, ...tell(d, alias, why, current, z.requested)],
     };
   }
-  const settling: Resizing = {
+  const settling = {
     ...rest,
     requested: current,
     // Ending implies a deadline (resize-gave-up needs one): the mark keeps it, so a restart settles again.
     settling: { why, asked: d.requested, deadline: d.deadline },
   };
+  // libvirt's requested is there already (someone asked for where the guest
+  // is): the read shows what a settle would make, so it is told now.
+  if (z.requested === current) return settled(s, alias, settling, z);
   return {
     state: { ...s, tracked: withDevice(s.tracked, alias, settling) },
     effects: [{ type: 'set-requested', alias, requested: current }],

@@ -175,6 +175,25 @@ describe('resizing: transitions', () => {
     }
   });
 
+  it('a resize that ends short where someone else already set requested is told at once, with no settle (fast-check counterexample)', () => {
+    // Asked 64, the deadline passed, and another client asked for 0, where the guest is.
+    const s = run(vm(at(0, 0)), ask(64), { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' }).state;
+    const t = next(s, size(0, 0));
+    expect(of(t.effects, 'set-requested')).toStrictEqual([]);
+    expect(of(t.effects, 'resize-answer')).toStrictEqual([
+      {
+        type: 'resize-answer',
+        alias: 'vm0',
+        answer: { kind: 'stopped', why: 'timeout', current: 0, requestedNow: 0 },
+      },
+    ]);
+    expect(phaseOf(t.state, 'vm0')).toBe('plugged');
+    // Stopped short of a requested still elsewhere, it settles as before.
+    expect(of(next(s, size(64, 0)).effects, 'set-requested')).toStrictEqual([
+      { type: 'set-requested', alias: 'vm0', requested: 0 },
+    ]);
+  });
+
   it('a re-read after the deadline that shows the size reached is a success', () => {
     const s = run(vm(at(0, 0)), ask(64), { type: 'resize-gave-up', alias: 'vm0', why: 'timeout' }).state;
     const end = next(s, size(64, 64));
