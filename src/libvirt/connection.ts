@@ -33,6 +33,18 @@ import type { XdrReader, XdrWriter } from './xdr.js';
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
+/** A keepalive PING or PONG: a MESSAGE of libvirt's keepalive program, with no body. */
+export function keepalivePacket(proc: number): Buffer {
+  return encodePacket({
+    prog: KEEPALIVE_PROGRAM,
+    vers: KEEPALIVE_PROTOCOL_VERSION,
+    proc,
+    type: MessageType.MESSAGE,
+    serial: 0,
+    status: MessageStatus.OK,
+  });
+}
+
 export interface ConnectionOptions {
   socketPath: string;
   /** Per-call timeout; libvirt blocks ~5 s inside a DIMM detach, so keep this well above. */
@@ -289,16 +301,7 @@ export class LibvirtConnection extends EventEmitter<ConnectionEvents> {
 
   private sendKeepalive(proc: number): void {
     if (this.isClosed) return;
-    this.write(
-      encodePacket({
-        prog: KEEPALIVE_PROGRAM,
-        vers: KEEPALIVE_PROTOCOL_VERSION,
-        proc,
-        type: MessageType.MESSAGE,
-        serial: 0,
-        status: MessageStatus.OK,
-      }),
-    );
+    this.write(keepalivePacket(proc));
   }
 
   private onData(chunk: Buffer): void {

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
+import { keepalivePacket } from '../../src/libvirt/connection.js';
 import {
   bodyReader,
   encodePacket,
@@ -24,7 +25,6 @@ import {
   EventIdForKind,
   FEATURE_PROGRAM_KEEPALIVE,
   KEEPALIVE_PROGRAM,
-  KEEPALIVE_PROTOCOL_VERSION,
   KeepaliveProc,
   Proc,
   ProcName,
@@ -1545,17 +1545,6 @@ function malformedPacket(kind: MalformedKind): Buffer {
 }
 
 /** A domain event as libvirtd sends it: a MESSAGE whose procedure depends on the event. */
-function keepalivePacket(proc: number): Buffer {
-  return encodePacket({
-    prog: KEEPALIVE_PROGRAM,
-    vers: KEEPALIVE_PROTOCOL_VERSION,
-    proc,
-    type: MessageType.MESSAGE,
-    serial: 0,
-    status: MessageStatus.OK,
-  });
-}
-
 export function encodeEventPacket(ev: DomainEventMessage): Buffer {
   let proc = 0;
   const pkt = encodePacket(
